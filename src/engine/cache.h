@@ -1,0 +1,113 @@
+#pragma once
+// Cache: the in-memory table of items, with LRU eviction under a memory limit.
+//
+// The table is split into shards, each with its own lock, hash table and LRU
+// list, so worker threads rarely meet on a lock. A key's shard and bucket come
+// from one 64-bit hash. Memory is one budget shared by all shards; when an
+// allocation does not fit, items are evicted from the LRU tails of the shards
+// in turn (round robin), which approximates one global LRU.
+//
+// LRU bumps are cheap: a read only sets the item's "active" bit. When an
+// active item reaches the tail it gets a second chance (moved to the head, bit
+// cleared) instead of being evicted, so a read never moves list pointers.
+//
+// The cache knows nothing of commands: the engine decides what to link or
+// unlink, holding a shard's lock through a Slot.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "engine/item.h"
+
+namespace memkeep::engine {
+
+struct CacheCounters {
+    uint64_t current_items = 0;
+    uint64_t total_items = 0;         // items ever linked
+    uint64_t linked_bytes = 0;        // footprint of linked items
+    uint64_t evictions = 0;           // live items removed for memory
+    uint64_t evicted_unfetched = 0;
+    uint64_t reclaimed = 0;           // expired items whose memory was reused or freed
+    uint64_t expired_unfetched = 0;
+};
+
+class Cache {
+    struct Shard;
+
+public:
+    struct Options {
+        size_t memory_limit = 64u << 20;
+        bool evictions_enabled = true;
+    };
+
+    explicit Cache(Options options);
+    ~Cache();
+    Cache(const Cache&) = delete;
+    Cache& operator=(const Cache&) = delete;
+
+    // A new unlinked item with its memory reserved (evicting if allowed), or an
+    // empty ref if the memory cannot be found.
+    ItemRef allocate(std::string_view key, size_t value_length, uint32_t client_flags,
+                     uint32_t exptime);
+
+    // The shard lock held for one key: look the key up, link or unlink it.
+    class Slot {
+    public:
+        // The live item under this key, or nullptr. An expired item found here
+        // is unlinked (and expired() becomes true).
+        Item* find(int64_t now);
+        bool expired() const { return found_expired_; }
+        // A counted reference to an item found through this slot.
+        ItemRef share(Item* item) const;
+        // Links `item` under this slot's key, replacing the current item if any.
+        void link(ItemRef item);
+        // Unlinks the item under this key (if the given one is linked).
+        void unlink(Item* item);
+        // Records a read for the LRU.
+        static void mark_used(Item* item, int64_t now);
+
+    private:
+        friend class Cache;
+        Slot(Cache& cache, Shard& shard, std::string_view key, uint64_t hash);
+        Cache& cache_;
+        Shard& shard_;
+        std::unique_lock<std::mutex> lock_;
+        std::string_view key_;
+        uint64_t hash_;
+        bool found_expired_ = false;
+    };
+
+    Slot lock(std::string_view key);
+
+    // Removes every item now (flush_all).
+    void clear();
+    // Frees expired items from the next slice of every shard's table; called
+    // periodically by the maintenance thread. Returns how many were freed.
+    size_t sweep_expired(int64_t now, size_t buckets_per_shard);
+
+    CacheCounters counters() const;
+    void reset_counters();
+    MemoryBudget& budget() { return budget_; }
+    const MemoryBudget& budget() const { return budget_; }
+    void set_memory_limit(size_t bytes) { budget_.set_limit(bytes); }
+    bool evictions_enabled() const { return evictions_enabled_; }
+
+private:
+    static constexpr size_t kShardCount = 128;
+
+    Shard& shard_for(uint64_t hash);
+    // Frees memory by evicting LRU items; false when nothing could be freed.
+    bool make_room(size_t bytes);
+    bool evict_one(Shard& shard, int64_t now);
+
+    MemoryBudget budget_;
+    bool evictions_enabled_;
+    std::atomic<size_t> eviction_cursor_{0};
+    std::array<Shard*, kShardCount> shards_{};
+};
+
+}  // namespace memkeep::engine

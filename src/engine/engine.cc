@@ -1,0 +1,369 @@
+#include "engine/engine.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+
+namespace memkeep::engine {
+
+namespace {
+
+// memcached reads a counter with strtoull on the stored value followed by its
+// "\r\n", accepting trailing whitespace and rejecting a minus sign. We keep the
+// same reading so that odd values ("12 ", " 7", "") count exactly as they do
+// there.
+bool parse_counter(std::string_view value, uint64_t* out) {
+    std::string text(value);
+    text += "\r\n";
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long parsed = std::strtoull(text.c_str(), &end, 10);
+    if (errno == ERANGE || end == text.c_str()) return false;
+    bool ends_well = std::isspace(static_cast<unsigned char>(*end)) || (*end == '\0' && end != text.c_str());
+    if (!ends_well) return false;
+    if (static_cast<long long>(parsed) < 0 && std::memchr(text.c_str(), '-', end - text.c_str())) return false;
+    *out = parsed;
+    return true;
+}
+
+// memcached's header overhead when it decides whether an item fits -I: a
+// 48-byte item header, the key's NUL, the value's "\r\n", 8 bytes of CAS and 4
+// of client flags when they are non-zero.
+constexpr size_t kMemcachedItemHeader = 48;
+
+}  // namespace
+
+Engine::Engine(const EngineConfig& config)
+    : config_(config),
+      cache_(Cache::Options{config.memory_limit, config.evictions_enabled}) {}
+
+void Engine::set_memory_limit(size_t bytes) {
+    config_.memory_limit = bytes;
+    cache_.set_memory_limit(bytes);
+}
+
+uint64_t Engine::next_cas() { return config_.cas_enabled ? clock_.next() : 0; }
+
+bool Engine::item_size_ok(size_t key_length, uint32_t client_flags, size_t value_length) const {
+    size_t total = kMemcachedItemHeader + key_length + 1 + value_length + 2 +
+                   (config_.cas_enabled ? 8 : 0) + (client_flags != 0 ? 4 : 0);
+    return total <= config_.max_item_size;
+}
+
+void Engine::apply_due_flush() {
+    int64_t due = pending_flush_at_.load(std::memory_order_acquire);
+    if (due == 0 || unix_now() < due) return;
+    std::lock_guard<std::mutex> guard(flush_mutex_);
+    due = pending_flush_at_.load(std::memory_order_acquire);
+    if (due == 0 || unix_now() < due) return;
+    cache_.clear();
+    pending_flush_at_.store(0, std::memory_order_release);
+}
+
+FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
+    apply_due_flush();
+    int64_t now = unix_now();
+    FetchResult result;
+    std::optional<Cache::Slot> slot(cache_.lock(request.key));
+    Item* item = slot->find(now);
+    if (!item && slot->expired()) stats.get_expired.add();
+
+    if (!item && request.vivify_exptime) {
+        // Allocation may evict from any shard, so it happens without our lock.
+        slot.reset();
+        ItemRef stub = cache_.allocate(request.key, 0, 0, expiry(*request.vivify_exptime));
+        slot.emplace(cache_.lock(request.key));
+        item = slot->find(now);
+        if (!item && stub) {
+            stub->cas = next_cas();
+            stub->last_access = static_cast<uint32_t>(now);
+            if (request.key_binary) stub->state |= kItemKeyBinary;
+            item = stub.get();
+            slot->link(std::move(stub));
+            result.created = true;
+        }
+    }
+
+    bool touching = request.touch_exptime.has_value();
+    if (touching) stats.cmd_touch.add();
+    else stats.cmd_get.add();
+    if (!item) {
+        if (touching) stats.touch_misses.add();
+        else stats.get_misses.add();
+        return result;
+    }
+    if (touching) stats.touch_hits.add();
+    else stats.get_hits.add();
+
+    result.was_fetched = item->has(kItemFetched);
+    result.last_access = item->last_access;
+    if (touching) item->exptime = expiry(*request.touch_exptime);
+
+    bool won = result.created;
+    if (request.recache_below && !item->has(kItemTokenSent) && !result.created && item->exptime != 0 &&
+        static_cast<int64_t>(item->exptime) < now + *request.recache_below) {
+        won = true;
+    }
+    result.other_won = item->has(kItemTokenSent);
+    if (item->has(kItemStale)) {
+        result.stale = true;
+        if (!item->has(kItemTokenSent)) won = true;
+    }
+    if (won) item->state |= kItemTokenSent;
+    result.won = won;
+
+    if (request.bump) Cache::Slot::mark_used(item, now);
+    result.exptime = item->exptime;
+    result.cas = item->cas;
+    result.item = slot->share(item);
+    return result;
+}
+
+FetchResult Engine::inspect(std::string_view key) {
+    apply_due_flush();
+    FetchResult result;
+    auto slot = cache_.lock(key);
+    Item* item = slot.find(unix_now());
+    if (!item) return result;
+    result.was_fetched = item->has(kItemFetched);
+    result.last_access = item->last_access;
+    result.exptime = item->exptime;
+    result.cas = item->cas;
+    result.item = slot.share(item);
+    return result;
+}
+
+Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_flags, int64_t exptime,
+                                       size_t value_length, bool drop_old_on_failure, OpStats& stats) {
+    apply_due_flush();
+    Prepared prepared;
+    if (!item_size_ok(key.size(), client_flags, value_length)) {
+        stats.store_too_large.add();
+        prepared.status = StoreStatus::kTooLarge;
+    } else {
+        prepared.item = cache_.allocate(key, value_length, client_flags, expiry(exptime));
+        if (prepared.item) return prepared;
+        stats.store_no_memory.add();
+        prepared.status = StoreStatus::kNoMemory;
+    }
+    if (drop_old_on_failure) {
+        auto slot = cache_.lock(key);
+        slot.unlink(slot.find(unix_now()));
+    }
+    return prepared;
+}
+
+ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32_t exptime) {
+    ItemRef copy = cache_.allocate(source.key(), new_value.size(), source.client_flags, exptime);
+    if (copy) {
+        std::memcpy(copy->value_data(), new_value.data(), new_value.size());
+        copy->state |= source.state & kItemKeyBinary;
+    }
+    return copy;
+}
+
+StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& stats) {
+    stats.cmd_set.add();
+    int64_t now = unix_now();
+    std::string_view key = item->key();
+    if (request.key_binary) item->state |= kItemKeyBinary;
+    item->last_access = static_cast<uint32_t>(now);
+
+    bool concatenating = request.mode == StoreMode::kAppend || request.mode == StoreMode::kPrepend;
+    // A compare value upgrades set and replace to memcached's cas semantics.
+    bool cas_mode = request.compare_cas &&
+                    (request.mode == StoreMode::kSet || request.mode == StoreMode::kReplace);
+
+    for (int attempt = 0;; ++attempt) {
+        std::optional<Cache::Slot> slot(cache_.lock(key));
+        Item* old = slot->find(now);
+
+        if (cas_mode) {
+            if (!old) {
+                stats.cas_misses.add();
+                return {StoreStatus::kNotFound};
+            }
+            // With CAS disabled (-C) no compare can succeed, as in memcached.
+            bool matches = config_.cas_enabled && old->cas == *request.compare_cas;
+            bool invalidating = request.invalidate && *request.compare_cas < old->cas;
+            if (!matches && !invalidating) {
+                stats.cas_badval.add();
+                return {StoreStatus::kExists};
+            }
+            stats.cas_hits.add();
+            if (invalidating) item->state |= kItemStale;
+        } else if (request.mode == StoreMode::kAdd) {
+            if (old) {
+                // memcached promotes the existing item when an add fails.
+                old->state |= kItemActive;
+                old->last_access = static_cast<uint32_t>(now);
+                return {StoreStatus::kNotStored};
+            }
+        } else if (request.mode == StoreMode::kReplace) {
+            if (!old) return {StoreStatus::kNotStored};
+        } else if (concatenating) {
+            if (!old) {
+                if (!request.vivify_exptime) return {StoreStatus::kNotStored};
+                item->exptime = expiry(*request.vivify_exptime);
+            } else {
+                if (request.compare_cas && old->cas != *request.compare_cas) return {StoreStatus::kExists};
+                // Build old+new (or new+old) without holding the lock, then
+                // come back and link it if the old item is still current.
+                ItemRef current = slot->share(old);
+                slot.reset();
+                std::string joined;
+                joined.reserve(current->value_length + item->value_length);
+                if (request.mode == StoreMode::kAppend) {
+                    joined.append(current->value()).append(item->value());
+                } else {
+                    joined.append(item->value()).append(current->value());
+                }
+                ItemRef combined = copy_item(*current, joined, current->exptime);
+                if (!combined) {
+                    stats.store_no_memory.add();
+                    return {StoreStatus::kNotStored};
+                }
+                slot.emplace(cache_.lock(key));
+                if (slot->find(now) != current.get() && attempt < 8) continue;
+                combined->cas = request.explicit_cas.value_or(next_cas());
+                combined->last_access = static_cast<uint32_t>(now);
+                StoreResult result{StoreStatus::kStored, combined->cas, combined.share()};
+                slot->link(std::move(combined));
+                return result;
+            }
+        }
+
+        item->cas = request.explicit_cas.value_or(next_cas());
+        StoreResult result{StoreStatus::kStored, item->cas, item.share()};
+        slot->link(std::move(item));
+        return result;
+    }
+}
+
+DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
+    apply_due_flush();
+    int64_t now = unix_now();
+    auto slot = cache_.lock(request.key);
+    Item* item = slot.find(now);
+    if (!item) {
+        stats.delete_misses.add();
+        return DeleteStatus::kNotFound;
+    }
+    if (request.compare_cas && item->cas != *request.compare_cas) {
+        stats.delete_misses.add();
+        return DeleteStatus::kExists;
+    }
+    if (request.invalidate) {
+        // Keep the item, marked stale, so one client can win the recache.
+        if (request.new_exptime) item->exptime = expiry(*request.new_exptime);
+        item->state |= kItemStale;
+        item->state &= static_cast<uint8_t>(~kItemTokenSent);
+        item->cas = request.explicit_cas.value_or(next_cas());
+        if (new_cas) *new_cas = item->cas;
+        return DeleteStatus::kDeleted;
+    }
+    stats.delete_hits.add();
+    slot.unlink(item);
+    return DeleteStatus::kDeleted;
+}
+
+ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& stats) {
+    apply_due_flush();
+    int64_t now = unix_now();
+    StatCounter& hits = request.increment ? stats.incr_hits : stats.decr_hits;
+    StatCounter& misses = request.increment ? stats.incr_misses : stats.decr_misses;
+
+    for (int attempt = 0;; ++attempt) {
+        std::optional<Cache::Slot> slot(cache_.lock(request.key));
+        Item* item = slot->find(now);
+        if (!item) {
+            if (!request.vivify_exptime) {
+                misses.add();
+                return {ArithmeticStatus::kNotFound};
+            }
+            slot.reset();
+            std::string digits = std::to_string(request.initial);
+            ItemRef created = cache_.allocate(request.key, digits.size(), 0, expiry(*request.vivify_exptime));
+            if (!created) return {ArithmeticStatus::kNoMemory};
+            std::memcpy(created->value_data(), digits.data(), digits.size());
+            if (request.key_binary) created->state |= kItemKeyBinary;
+            slot.emplace(cache_.lock(request.key));
+            if (slot->find(now)) {
+                if (attempt < 8) continue;
+                return {ArithmeticStatus::kNotStored};
+            }
+            created->cas = request.explicit_cas.value_or(next_cas());
+            created->last_access = static_cast<uint32_t>(now);
+            ArithmeticResult result{ArithmeticStatus::kOk, request.initial, created.share(), true};
+            slot->link(std::move(created));
+            return result;
+        }
+        if (request.compare_cas && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
+
+        uint64_t value = 0;
+        if (!parse_counter(item->value(), &value)) return {ArithmeticStatus::kNonNumeric};
+        if (request.increment) {
+            value += request.delta;  // wraps at 2^64, as memcached
+        } else {
+            value = request.delta > value ? 0 : value - request.delta;
+        }
+        std::string digits = std::to_string(value);
+        // memcached rewrites a shorter number in place, padded with spaces to
+        // the old length; we make a new item but keep that visible result.
+        if (digits.size() < item->value_length) digits.resize(item->value_length, ' ');
+
+        ItemRef current = slot->share(item);
+        slot.reset();
+        uint32_t exptime = request.touch_exptime ? expiry(*request.touch_exptime) : current->exptime;
+        ItemRef updated = copy_item(*current, digits, exptime);
+        if (!updated) return {ArithmeticStatus::kNoMemory};
+        slot.emplace(cache_.lock(request.key));
+        if (slot->find(now) != current.get() && attempt < 8) continue;
+        hits.add();
+        updated->cas = request.explicit_cas.value_or(next_cas());
+        updated->last_access = static_cast<uint32_t>(now);
+        updated->state |= current->state & kItemFetched;
+        ArithmeticResult result{ArithmeticStatus::kOk, value, updated.share(), false};
+        slot->link(std::move(updated));
+        return result;
+    }
+}
+
+TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats) {
+    apply_due_flush();
+    int64_t now = unix_now();
+    stats.cmd_touch.add();
+    auto slot = cache_.lock(key);
+    Item* item = slot.find(now);
+    if (!item) {
+        stats.touch_misses.add();
+        return TouchStatus::kNotFound;
+    }
+    stats.touch_hits.add();
+    item->exptime = expiry(exptime);
+    Cache::Slot::mark_used(item, now);
+    return TouchStatus::kTouched;
+}
+
+void Engine::flush_all(int64_t delay, OpStats& stats) {
+    stats.cmd_flush.add();
+    std::lock_guard<std::mutex> guard(flush_mutex_);
+    if (delay <= 0) {
+        pending_flush_at_.store(0, std::memory_order_release);
+        cache_.clear();
+        return;
+    }
+    int64_t now = unix_now();
+    int64_t when = delay > kMaxRelativeExptime ? delay : now + delay;
+    pending_flush_at_.store(when, std::memory_order_release);
+}
+
+void Engine::run_maintenance() {
+    apply_due_flush();
+    cache_.sweep_expired(unix_now(), 64);
+}
+
+}  // namespace memkeep::engine

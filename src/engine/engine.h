@@ -1,0 +1,169 @@
+#pragma once
+// Engine: the one place where command semantics live.
+//
+// The text, meta and binary protocols all map their commands onto the
+// operations below; what `add` does when the key exists, what `append` does to
+// flags and CAS, how `incr` wraps, when a meta client wins a recache token:
+// each is written once, here. The engine knows nothing of sockets or wire
+// formats, and the cache below it knows nothing of commands.
+//
+// Every operation takes the calling worker's OpStats, so counting needs no
+// shared writes.
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string_view>
+
+#include "engine/cache.h"
+#include "engine/clock.h"
+#include "engine/item.h"
+#include "engine/op_stats.h"
+
+namespace memkeep::engine {
+
+struct EngineConfig {
+    size_t memory_limit = 64u << 20;
+    size_t max_item_size = 1u << 20;   // -I: the largest item memcached would accept
+    bool evictions_enabled = true;     // -M turns this off
+    bool cas_enabled = true;           // -C turns this off
+};
+
+// ---- Retrieval: get, gets, gat, gats, mg --------------------------------------
+
+struct FetchRequest {
+    std::string_view key;
+    std::optional<int64_t> touch_exptime;   // gat/gats, mg T: new exptime (memcached rules)
+    bool bump = true;                       // false for mg `u`
+    std::optional<int64_t> vivify_exptime;  // mg N: create an empty item on miss
+    std::optional<int64_t> recache_below;   // mg R: win a recache when TTL is below this
+    bool key_binary = false;                // mg b: the key was base64 (kept on vivify)
+};
+
+struct FetchResult {
+    ItemRef item;                  // empty on a miss
+    uint32_t exptime = 0;          // the item's exptime after this command
+    uint64_t cas = 0;              // the item's CAS (may change in place: md I)
+    bool created = false;          // vivified by this command
+    bool won = false;              // this client should recache (W)
+    bool other_won = false;        // another client already won (Z)
+    bool stale = false;            // invalidated item (X)
+    bool was_fetched = false;      // fetched before this command (h)
+    uint32_t last_access = 0;      // before this command (l)
+};
+
+// ---- Storage: set, add, replace, append, prepend, cas, ms ----------------------
+
+enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend };
+
+enum class StoreStatus { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
+
+struct StoreRequest {
+    StoreMode mode = StoreMode::kSet;
+    std::optional<uint64_t> compare_cas;   // cas command, ms C: store only if it matches
+    std::optional<uint64_t> explicit_cas;  // ms E: the version to give the new item
+    bool invalidate = false;               // ms I: a lower CAS is accepted, item marked stale
+    std::optional<int64_t> vivify_exptime; // ms N: append/prepend to a missing key creates it
+    bool key_binary = false;
+};
+
+struct StoreResult {
+    StoreResult(StoreStatus status, uint64_t cas = 0, ItemRef item = {})
+        : status(status), cas(cas), item(std::move(item)) {}
+    StoreStatus status;
+    uint64_t cas = 0;   // the stored item's CAS
+    ItemRef item;       // the stored item, when stored
+};
+
+// ---- Delete, arithmetic, touch --------------------------------------------------
+
+enum class DeleteStatus { kDeleted, kNotFound, kExists };
+
+struct DeleteRequest {
+    std::string_view key;
+    std::optional<uint64_t> compare_cas;    // md C
+    std::optional<uint64_t> explicit_cas;   // md E
+    bool invalidate = false;                // md I: mark stale instead of removing
+    std::optional<int64_t> new_exptime;     // md T (with I)
+};
+
+enum class ArithmeticStatus { kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored };
+
+struct ArithmeticRequest {
+    std::string_view key;
+    bool increment = true;
+    uint64_t delta = 1;
+    std::optional<uint64_t> compare_cas;    // ma C
+    std::optional<uint64_t> explicit_cas;   // ma E
+    std::optional<int64_t> vivify_exptime;  // ma N: create with `initial` on miss
+    uint64_t initial = 0;                   // ma J
+    std::optional<int64_t> touch_exptime;   // ma T: new exptime on success
+    bool key_binary = false;
+};
+
+struct ArithmeticResult {
+    ArithmeticResult(ArithmeticStatus status, uint64_t value = 0, ItemRef item = {}, bool created = false)
+        : status(status), value(value), item(std::move(item)), created(created) {}
+    ArithmeticStatus status;
+    uint64_t value = 0;
+    ItemRef item;        // the resulting item, when kOk
+    bool created = false;
+};
+
+enum class TouchStatus { kTouched, kNotFound };
+
+class Engine {
+public:
+    explicit Engine(const EngineConfig& config);
+
+    FetchResult fetch(const FetchRequest& request, OpStats& stats);
+    // Looks an item up without counting, bumping or changing it (meta `me`).
+    FetchResult inspect(std::string_view key);
+
+    // Storage happens in two steps, as the value arrives after the command
+    // line: prepare_store allocates an item of the final size (or fails with
+    // kTooLarge / kNoMemory), the protocol fills in its value, and store links
+    // it according to the mode. When preparation fails and
+    // `drop_old_on_failure` is set, the key's current value is removed so that
+    // a stale value is never served (memcached does this for `set` and every
+    // `ms`).
+    struct Prepared {
+        ItemRef item;
+        StoreStatus status = StoreStatus::kStored;
+    };
+    Prepared prepare_store(std::string_view key, uint32_t client_flags, int64_t exptime,
+                           size_t value_length, bool drop_old_on_failure, OpStats& stats);
+    StoreResult store(const StoreRequest& request, ItemRef item, OpStats& stats);
+
+    DeleteStatus remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas = nullptr);
+    ArithmeticResult arithmetic(const ArithmeticRequest& request, OpStats& stats);
+    TouchStatus touch(std::string_view key, int64_t exptime, OpStats& stats);
+
+    // flush_all: with delay 0 every item is removed now; otherwise every item
+    // stored before the given time is removed when it comes.
+    void flush_all(int64_t delay, OpStats& stats);
+
+    // Periodic work (the server calls it about once a second): due delayed
+    // flushes and a slice of the expired-item sweep.
+    void run_maintenance();
+
+    bool item_size_ok(size_t key_length, uint32_t client_flags, size_t value_length) const;
+
+    Cache& cache() { return cache_; }
+    const EngineConfig& config() const { return config_; }
+    void set_memory_limit(size_t bytes);
+
+private:
+    uint64_t next_cas();
+    uint32_t expiry(int64_t exptime) const { return absolute_expiry(exptime, unix_now()); }
+    void apply_due_flush();
+    ItemRef copy_item(const Item& source, std::string_view new_value, uint32_t exptime);
+
+    EngineConfig config_;
+    Cache cache_;
+    VersionClock clock_;
+    std::mutex flush_mutex_;
+    std::atomic<int64_t> pending_flush_at_{0};   // 0 = none
+};
+
+}  // namespace memkeep::engine

@@ -1,0 +1,124 @@
+#include "net/connection.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+
+#include "engine/clock.h"
+#include "protocol/text_parser.h"
+
+namespace memkeep::net {
+
+namespace {
+constexpr size_t kInitialInput = 16 * 1024;
+// The input buffer must hold the longest line we accept (a get line with
+// many keys); data blocks are copied out as they arrive and need no room.
+constexpr size_t kMaxInput = protocol::kMaxGetLine + 16 * 1024;
+constexpr int kMaxIovecs = 256;
+}  // namespace
+
+Connection::Connection(int fd, protocol::HandlerContext context, Limits limits,
+                       std::shared_ptr<ConnectionInfo> info)
+    : fd_(fd),
+      limits_(limits),
+      info_(std::move(info)),
+      stats_(context.stats),
+      input_(kInitialInput),
+      handler_(context) {}
+
+Connection::~Connection() { ::close(fd_); }
+
+Connection::Status Connection::on_readable() {
+    for (;;) {
+        if (input_start_ == input_end_) input_start_ = input_end_ = 0;
+        if (input_end_ == input_.size()) {
+            if (input_start_ > 0) {
+                std::memmove(input_.data(), input_.data() + input_start_, input_end_ - input_start_);
+                input_end_ -= input_start_;
+                input_start_ = 0;
+            } else if (input_.size() < kMaxInput) {
+                input_.resize(std::min(input_.size() * 2, kMaxInput));
+            }
+        }
+        size_t space = input_.size() - input_end_;
+        if (space == 0) return handle_input();  // the handler will reject the over-long line
+        ssize_t n = ::recv(fd_, input_.data() + input_end_, space, 0);
+        if (n == 0) return Status::kClosed;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::kOpen;
+            return Status::kClosed;
+        }
+        input_end_ += static_cast<size_t>(n);
+        stats_.bytes_read.add(static_cast<uint64_t>(n));
+        info_->last_command_time.store(engine::unix_now(), std::memory_order_relaxed);
+        Status status = handle_input();
+        // A short read means the socket is drained (epoll is level-triggered
+        // and tells us when more arrives); stop too when output is blocked.
+        if (status != Status::kOpen || static_cast<size_t>(n) < space || blocked_on_output() || yielded_) {
+            return status;
+        }
+    }
+}
+
+Connection::Status Connection::handle_input() {
+    std::string_view available(input_.data() + input_start_, input_end_ - input_start_);
+    size_t consumed = handler_.process(available, output_, limits_.max_requests_per_event, limits_.output_limit);
+    input_start_ += consumed;
+    // If the handler stopped with input left, it may have hit the per-event
+    // request limit: the worker comes back to us after serving others.
+    yielded_ = consumed > 0 && input_start_ < input_end_;
+    if (!flush()) return Status::kClosed;
+    if (handler_.close_requested() && output_.empty()) return Status::kClosed;
+    return Status::kOpen;
+}
+
+Connection::Status Connection::resume() {
+    if (blocked_on_output()) return Status::kOpen;
+    return handle_input();
+}
+
+Connection::Status Connection::on_writable() {
+    if (!flush()) return Status::kClosed;
+    if (!output_.empty()) return Status::kOpen;
+    if (handler_.close_requested()) return Status::kClosed;
+    // Output drained: run what the client sent meanwhile.
+    return handle_input();
+}
+
+bool Connection::flush() {
+    iovec iov[kMaxIovecs];
+    while (!output_.empty()) {
+        int count = output_.gather(iov, kMaxIovecs);
+        msghdr message{};
+        message.msg_iov = iov;
+        message.msg_iovlen = static_cast<size_t>(count);
+        ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+            output_.clear();
+            return false;
+        }
+        output_.consume(static_cast<size_t>(n));
+        stats_.bytes_written.add(static_cast<uint64_t>(n));
+    }
+    return true;
+}
+
+void Connection::drain(int budget_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(budget_ms);
+    while (!output_.empty() && std::chrono::steady_clock::now() < deadline) {
+        if (!flush()) return;
+        if (output_.empty()) return;
+        pollfd waiter{fd_, POLLOUT, 0};
+        ::poll(&waiter, 1, 50);
+    }
+}
+
+}  // namespace memkeep::net

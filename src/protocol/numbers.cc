@@ -1,0 +1,67 @@
+#include "protocol/numbers.h"
+
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace memkeep::protocol {
+
+namespace {
+// Copies a token into a NUL-terminated buffer; false if it cannot be a number.
+bool terminated(std::string_view token, char (&buffer)[64]) {
+    if (token.empty() || token.size() >= sizeof(buffer)) return false;
+    std::memcpy(buffer, token.data(), token.size());
+    buffer[token.size()] = '\0';
+    return true;
+}
+
+bool ends_cleanly(const char* start, const char* end) {
+    return std::isspace(static_cast<unsigned char>(*end)) || (*end == '\0' && end != start);
+}
+}  // namespace
+
+bool parse_u64(std::string_view token, uint64_t* out) {
+    char text[64];
+    if (!terminated(token, text)) return false;
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long value = std::strtoull(text, &end, 10);
+    if (errno == ERANGE || end == text || !ends_cleanly(text, end)) return false;
+    if (static_cast<long long>(value) < 0 && std::strchr(text, '-')) return false;
+    *out = value;
+    return true;
+}
+
+bool parse_flags(std::string_view token, uint32_t* out) {
+    char text[64];
+    if (!terminated(token, text)) return false;
+    errno = 0;
+    char* end = nullptr;
+    unsigned long value = std::strtoul(text, &end, 10);
+    if (errno == ERANGE || !ends_cleanly(text, end)) return false;
+    if (static_cast<long>(value) < 0 && std::strchr(text, '-')) return false;
+    *out = static_cast<uint32_t>(value);
+    return true;
+}
+
+bool parse_i64(std::string_view token, int64_t* out) {
+    char text[64];
+    if (!terminated(token, text)) return false;
+    errno = 0;
+    char* end = nullptr;
+    long value = std::strtol(text, &end, 10);
+    if (errno == ERANGE || !ends_cleanly(text, end)) return false;
+    *out = value;
+    return true;
+}
+
+bool parse_i32(std::string_view token, int32_t* out) {
+    int64_t value = 0;
+    if (!parse_i64(token, &value) || value > INT_MAX || value < INT_MIN) return false;
+    *out = static_cast<int32_t>(value);
+    return true;
+}
+
+}  // namespace memkeep::protocol

@@ -1,0 +1,79 @@
+#include "protocol/output.h"
+
+#include <charconv>
+
+namespace memkeep::protocol {
+
+void Output::append(std::string_view text) {
+    if (text.empty()) return;
+    // Text that follows text extends the same segment, so a run of reply
+    // lines becomes one iovec.
+    if (!segments_.empty() && !segments_.back().external &&
+        segments_.back().offset + segments_.back().length == arena_.size() &&
+        segments_.size() - 1 >= first_segment_) {
+        segments_.back().length += text.size();
+    } else {
+        segments_.push_back({nullptr, arena_.size(), text.size()});
+    }
+    arena_.append(text);
+    pending_bytes_ += text.size();
+}
+
+void Output::append_number(uint64_t value) {
+    char buffer[24];
+    auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+    append(std::string_view(buffer, result.ptr - buffer));
+}
+
+void Output::append_signed(int64_t value) {
+    char buffer[24];
+    auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+    append(std::string_view(buffer, result.ptr - buffer));
+}
+
+void Output::append_item_bytes(engine::ItemRef item, std::string_view bytes) {
+    if (bytes.empty()) return;
+    segments_.push_back({bytes.data(), 0, bytes.size()});
+    held_items_.push_back(std::move(item));
+    pending_bytes_ += bytes.size();
+}
+
+int Output::gather(iovec* iov, int max) const {
+    int count = 0;
+    for (size_t i = first_segment_; i < segments_.size() && count < max; ++i) {
+        const Segment& s = segments_[i];
+        const char* base = s.external ? s.external : arena_.data() + s.offset;
+        size_t skip = i == first_segment_ ? first_offset_ : 0;
+        iov[count].iov_base = const_cast<char*>(base + skip);
+        iov[count].iov_len = s.length - skip;
+        ++count;
+    }
+    return count;
+}
+
+void Output::consume(size_t written) {
+    pending_bytes_ -= written;
+    while (written > 0) {
+        Segment& s = segments_[first_segment_];
+        size_t left = s.length - first_offset_;
+        if (written < left) {
+            first_offset_ += written;
+            return;
+        }
+        written -= left;
+        ++first_segment_;
+        first_offset_ = 0;
+    }
+    if (pending_bytes_ == 0) clear();
+}
+
+void Output::clear() {
+    arena_.clear();
+    segments_.clear();
+    held_items_.clear();
+    first_segment_ = 0;
+    first_offset_ = 0;
+    pending_bytes_ = 0;
+}
+
+}  // namespace memkeep::protocol

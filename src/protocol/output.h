@@ -1,0 +1,55 @@
+#pragma once
+// Output: the replies of one connection that wait to be written.
+//
+// Reply text (status lines, VALUE headers) is copied into an arena; item
+// values are not copied: the output keeps a reference to the item and points
+// the write at its memory. When the connection writes, all of it goes out in
+// one writev.
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/item.h"
+
+namespace memkeep::protocol {
+
+class Output {
+public:
+    // Copies text into the arena.
+    void append(std::string_view text);
+    void append_number(uint64_t value);
+    void append_signed(int64_t value);
+    // Queues `bytes` (which live inside `item`) without copying; the item is
+    // kept alive until written.
+    void append_item_bytes(engine::ItemRef item, std::string_view bytes);
+
+    bool empty() const { return pending_bytes_ == 0; }
+    size_t pending_bytes() const { return pending_bytes_; }
+
+    // Fills up to `max` iovecs with the unwritten bytes; returns the count.
+    int gather(iovec* iov, int max) const;
+    // Marks `written` bytes as sent.
+    void consume(size_t written);
+    // Drops everything unwritten.
+    void clear();
+
+private:
+    struct Segment {
+        const char* external;   // nullptr: bytes live in the arena at `offset`
+        size_t offset;
+        size_t length;
+    };
+
+    std::string arena_;
+    std::vector<Segment> segments_;
+    std::vector<engine::ItemRef> held_items_;
+    size_t first_segment_ = 0;     // segments before this one are fully written
+    size_t first_offset_ = 0;      // bytes written of the first unwritten segment
+    size_t pending_bytes_ = 0;
+};
+
+}  // namespace memkeep::protocol

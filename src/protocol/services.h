@@ -1,0 +1,39 @@
+#pragma once
+// What a protocol handler needs from the server beyond the engine: stats of
+// the whole process, verbosity, logging. The server implements it; unit tests
+// and fuzz targets can use a small fake.
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/op_stats.h"
+
+namespace memkeep::protocol {
+
+using StatLines = std::vector<std::pair<std::string, std::string>>;
+
+class ServerServices {
+public:
+    virtual ~ServerServices() = default;
+    // Fills `out` with the `stats <group>` lines ("" is the general group).
+    // Returns false for a group that does not exist.
+    virtual bool collect_stats(std::string_view group, StatLines& out) = 0;
+    virtual void reset_stats() = 0;
+    virtual void set_verbosity(int level) = 0;
+    // -vv: logs one request line of connection `fd` ("<fd line").
+    virtual void log_request(int fd, std::string_view line) = 0;
+    virtual bool verbose_requests() const = 0;
+};
+
+// Everything a connection's protocol handler works with.
+struct HandlerContext {
+    engine::Engine& engine;
+    engine::OpStats& stats;   // the worker thread's counters
+    ServerServices& server;
+    int connection_fd = -1;
+};
+
+}  // namespace memkeep::protocol

@@ -1,0 +1,133 @@
+#include "server/config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "version.h"
+
+namespace memkeep::server {
+
+namespace {
+constexpr size_t kMinItemSize = 1024;
+constexpr size_t kMaxItemSize = 1024u << 20;
+
+std::vector<std::string> split_commas(const std::string& text) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t comma = text.find(',', start);
+        if (comma == std::string::npos) comma = text.size();
+        if (comma > start) parts.push_back(text.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return parts;
+}
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "memkeep: %s\n", message.c_str());
+    return 1;
+}
+}  // namespace
+
+bool parse_size(const std::string& text, size_t* bytes) {
+    if (text.empty()) return false;
+    size_t multiplier = 1;
+    std::string digits = text;
+    char last = digits.back();
+    if (last == 'k' || last == 'K') multiplier = 1024;
+    if (last == 'm' || last == 'M') multiplier = 1024 * 1024;
+    if (multiplier != 1) digits.pop_back();
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 12) {
+        return false;
+    }
+    *bytes = std::stoull(digits) * multiplier;
+    return true;
+}
+
+ParseOutcome parse_config(int argc, char** argv, Config* config) {
+    CLI::App app{"memkeep: a memcached-compatible server that keeps what memcached loses", "memkeep"};
+    app.set_help_flag("-h,--help", "print this help and exit");
+    std::string listen = "127.0.0.1";
+    std::string item_size = "1m";
+    std::string unix_mask = "0700";
+    int64_t memory_mb = static_cast<int64_t>(config->memory_limit_mb);
+    bool show_version = false;
+
+    app.add_option("-p,--port", config->port, "TCP port to listen on (default: 11211)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("-l,--listen", listen, "interfaces to listen on, comma separated (default: 127.0.0.1)");
+    app.add_option("-s,--unix-socket", config->unix_socket, "UNIX socket to listen on (disables TCP)");
+    app.add_option("-a,--unix-mask", unix_mask, "access mask for the UNIX socket, in octal (default: 0700)");
+    app.add_option("-m,--memory-limit", memory_mb, "item memory in megabytes (default: 64)");
+    app.add_option("-c,--conn-limit", config->conn_limit, "max simultaneous connections (default: 1024)");
+    app.add_option("-t,--threads", config->threads, "number of worker threads (default: 4)");
+    app.add_option("-I,--max-item-size", item_size, "max item size, k/m suffixes allowed (default: 1m)");
+    app.add_flag("-M,--disable-evictions", config->disable_evictions,
+                 "return an error when memory is exhausted instead of evicting");
+    app.add_flag("-C,--disable-cas", config->disable_cas, "disable CAS values");
+    app.add_option("-R,--max-reqs-per-event", config->max_reqs_per_event,
+                   "requests handled per connection before yielding (default: 20)");
+    app.add_option("-b,--listen-backlog", config->listen_backlog, "listen backlog (default: 1024)");
+    app.add_flag("-d,--daemon", config->daemonize, "run as a daemon");
+    app.add_option("-P,--pidfile", config->pidfile, "save the PID in this file (with -d)");
+    app.add_option("-u,--user", config->user, "assume the identity of this user (when run as root)");
+    app.add_flag("-v,--verbose", config->verbosity, "verbose (-vv: also log every request)");
+    app.add_flag("-V,--version", show_version, "print version and exit");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        std::cout << app.help();
+        return ParseOutcome::kExitSuccess;
+    } catch (const CLI::ParseError& error) {
+        std::string message = error.what();
+        for (char& c : message) {
+            if (c == '\n') c = ' ';
+        }
+        fail(message);
+        return ParseOutcome::kExitFailure;
+    }
+    if (show_version) {
+        std::cout << "memkeep " << kVersion << "\n";
+        return ParseOutcome::kExitSuccess;
+    }
+
+    auto reject = [](const std::string& message) {
+        fail(message);
+        return ParseOutcome::kExitFailure;
+    };
+    if (memory_mb <= 0 || memory_mb > (int64_t{1} << 30)) {
+        return reject("-m/--memory-limit: must be a number of megabytes, at least 1");
+    }
+    config->memory_limit_mb = static_cast<size_t>(memory_mb);
+    if (config->threads < 1 || config->threads > 256) {
+        return reject("-t/--threads: must be between 1 and 256");
+    }
+    if (config->conn_limit < 1) return reject("-c/--conn-limit: must be at least 1");
+    if (config->max_reqs_per_event < 1) return reject("-R/--max-reqs-per-event: must be at least 1");
+    if (config->listen_backlog < 1) return reject("-b/--listen-backlog: must be at least 1");
+    if (!parse_size(item_size, &config->max_item_size)) {
+        return reject("-I/--max-item-size: not a size: " + item_size + " (use e.g. 512k or 2m)");
+    }
+    if (config->max_item_size < kMinItemSize) {
+        return reject("-I/--max-item-size: cannot be less than 1024 bytes");
+    }
+    if (config->max_item_size > kMaxItemSize) {
+        return reject("-I/--max-item-size: cannot be larger than 1024m");
+    }
+    if (config->max_item_size > config->memory_limit_bytes() / 2) {
+        return reject("-I/--max-item-size: cannot be higher than 1/2 of -m/--memory-limit");
+    }
+    if (unix_mask.empty() || unix_mask.find_first_not_of("01234567") != std::string::npos ||
+        unix_mask.size() > 4) {
+        return reject("-a/--unix-mask: not an octal mask: " + unix_mask);
+    }
+    config->unix_mask = static_cast<unsigned>(std::stoul(unix_mask, nullptr, 8));
+    config->listen_addresses = split_commas(listen);
+    if (config->listen_addresses.empty()) return reject("-l/--listen: no address given");
+    return ParseOutcome::kRun;
+}
+
+}  // namespace memkeep::server

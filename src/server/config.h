@@ -1,0 +1,43 @@
+#pragma once
+// Config: the server's settings, read from memcached-compatible flags.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memkeep::server {
+
+struct Config {
+    int port = 11211;
+    std::vector<std::string> listen_addresses{"127.0.0.1"};
+    std::string unix_socket;          // -s: when set, TCP is off (as memcached)
+    unsigned unix_mask = 0700;        // -a
+    size_t memory_limit_mb = 64;      // -m
+    int conn_limit = 1024;            // -c
+    int threads = 4;                  // -t
+    size_t max_item_size = 1u << 20;  // -I
+    bool disable_evictions = false;   // -M
+    bool disable_cas = false;         // -C
+    int max_reqs_per_event = 20;      // -R
+    int listen_backlog = 1024;        // -b
+    bool daemonize = false;           // -d
+    std::string pidfile;              // -P
+    std::string user;                 // -u
+    int verbosity = 0;                // -v, -vv
+
+    size_t memory_limit_bytes() const { return memory_limit_mb << 20; }
+};
+
+// What parse_config tells main to do.
+enum class ParseOutcome { kRun, kExitSuccess, kExitFailure };
+
+// Reads argv. On help or version it prints to stdout and returns
+// kExitSuccess; on a bad flag it prints one line naming it to stderr and
+// returns kExitFailure.
+ParseOutcome parse_config(int argc, char** argv, Config* config);
+
+// "1m", "512k", "2048" -> bytes; false if malformed.
+bool parse_size(const std::string& text, size_t* bytes);
+
+}  // namespace memkeep::server

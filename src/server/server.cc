@@ -1,0 +1,158 @@
+#include "server/server.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "server/log.h"
+#include "version.h"
+
+namespace memkeep::server {
+
+namespace {
+engine::EngineConfig engine_config(const Config& config) {
+    engine::EngineConfig result;
+    result.memory_limit = config.memory_limit_bytes();
+    result.max_item_size = config.max_item_size;
+    result.evictions_enabled = !config.disable_evictions;
+    result.cas_enabled = !config.disable_cas;
+    return result;
+}
+
+constexpr std::string_view kTooManyConnections = "ERROR Too many open connections\r\n";
+}  // namespace
+
+Server::Server(const Config& config)
+    : config_(config), engine_(engine_config(config)), verbosity_(config.verbosity), started_at_(::time(nullptr)) {}
+
+Server::~Server() {
+    for (auto& worker : workers_) worker->stop();
+    for (auto& worker : workers_) worker->join();
+    for (auto& listener : listeners_) ::close(listener.fd);
+}
+
+bool Server::open_listeners(std::string* error) {
+    if (!config_.unix_socket.empty()) {
+        auto listener = net::open_unix_listener(config_.unix_socket, config_.unix_mask, config_.listen_backlog, error);
+        if (listener.fd < 0) return false;
+        listeners_.push_back(listener);
+        return true;
+    }
+    for (const auto& address : config_.listen_addresses) {
+        auto listener = net::open_tcp_listener(address, config_.port, config_.listen_backlog, error);
+        if (listener.fd < 0) return false;
+        listeners_.push_back(listener);
+    }
+    return true;
+}
+
+void Server::log_request(int fd, std::string_view line) { log_line(fmt::format("<{} {}", fd, line)); }
+
+void Server::connection_closed(const net::ConnectionInfo& info) {
+    {
+        std::lock_guard<std::mutex> guard(registry_mutex_);
+        registry_.erase(info.fd);
+    }
+    current_connections_.fetch_sub(1);
+    if (verbosity_.load() >= 2) log_line(fmt::format("<{} connection closed.", info.fd));
+}
+
+void Server::accept_from(const net::ListenSocket& listener) {
+    for (;;) {
+        std::string peer;
+        int fd = net::accept_connection(listener, &peer);
+        if (fd < 0) return;
+        if (current_connections_.load() >= static_cast<uint64_t>(config_.conn_limit)) {
+            [[maybe_unused]] ssize_t n = ::send(fd, kTooManyConnections.data(), kTooManyConnections.size(), MSG_NOSIGNAL);
+            ::close(fd);
+            rejected_connections_.fetch_add(1);
+            continue;
+        }
+        auto info = std::make_shared<net::ConnectionInfo>();
+        info->fd = fd;
+        info->peer = peer;
+        info->local = listener.name;
+        info->last_command_time.store(::time(nullptr));
+        {
+            std::lock_guard<std::mutex> guard(registry_mutex_);
+            registry_[fd] = info;
+        }
+        current_connections_.fetch_add(1);
+        total_connections_.fetch_add(1);
+        if (verbosity_.load() >= 2) log_line(fmt::format("<{} new client connection from {}", fd, peer));
+        workers_[next_worker_]->add_connection(fd, std::move(info));
+        next_worker_ = (next_worker_ + 1) % workers_.size();
+    }
+}
+
+int Server::run() {
+    // SIGTERM/SIGINT arrive through a signalfd on this thread; workers
+    // inherit the blocked mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    int signal_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    net::Connection::Limits limits;
+    limits.max_requests_per_event = static_cast<size_t>(config_.max_reqs_per_event);
+    for (int i = 0; i < config_.threads; ++i) {
+        workers_.push_back(std::make_unique<net::Worker>(
+            engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));
+        workers_.back()->start();
+    }
+
+    int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = signal_fd;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, signal_fd, &event);
+    for (const auto& listener : listeners_) {
+        event.data.fd = listener.fd;
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener.fd, &event);
+        if (verbosity_.load() >= 1) log_line(fmt::format("memkeep {} listening on {}", kVersion, listener.name));
+    }
+
+    bool running = true;
+    time_t last_maintenance = ::time(nullptr);
+    epoll_event ready[16];
+    while (running) {
+        int n = ::epoll_wait(epoll_fd, ready, 16, 1000);
+        for (int i = 0; i < n; ++i) {
+            if (ready[i].data.fd == signal_fd) {
+                signalfd_siginfo info;
+                [[maybe_unused]] ssize_t r = ::read(signal_fd, &info, sizeof(info));
+                if (verbosity_.load() >= 1) log_line(fmt::format("signal {} received, shutting down", info.ssi_signo));
+                running = false;
+                continue;
+            }
+            for (const auto& listener : listeners_) {
+                if (listener.fd == ready[i].data.fd) accept_from(listener);
+            }
+        }
+        time_t now = ::time(nullptr);
+        if (now != last_maintenance) {
+            last_maintenance = now;
+            engine_.run_maintenance();
+        }
+    }
+
+    // Stop accepting, then let every worker finish its replies in flight.
+    for (auto& listener : listeners_) ::close(listener.fd);
+    listeners_.clear();
+    if (!config_.unix_socket.empty()) ::unlink(config_.unix_socket.c_str());
+    for (auto& worker : workers_) worker->stop();
+    for (auto& worker : workers_) worker->join();
+    ::close(epoll_fd);
+    ::close(signal_fd);
+    return 0;
+}
+
+}  // namespace memkeep::server

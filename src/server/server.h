@@ -1,0 +1,69 @@
+#pragma once
+// Server: wires the listeners, the worker threads and the engine together,
+// and answers what protocol handlers ask of the whole process (stats,
+// verbosity, logging).
+
+#include <atomic>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "net/connection.h"
+#include "net/listener.h"
+#include "net/worker.h"
+#include "protocol/services.h"
+#include "server/config.h"
+
+namespace memkeep::server {
+
+class Server : public protocol::ServerServices {
+public:
+    explicit Server(const Config& config);
+    ~Server() override;
+
+    // Opens every listening socket. Done before daemonizing so that a port in
+    // use is reported to the person who started us, with a non-zero exit.
+    bool open_listeners(std::string* error);
+
+    // Serves until SIGTERM or SIGINT, then stops accepting, finishes replies
+    // in flight and returns the exit code (0).
+    int run();
+
+    // protocol::ServerServices
+    bool collect_stats(std::string_view group, protocol::StatLines& out) override;
+    void reset_stats() override;
+    void set_verbosity(int level) override { verbosity_.store(level); }
+    void log_request(int fd, std::string_view line) override;
+    bool verbose_requests() const override { return verbosity_.load(std::memory_order_relaxed) >= 2; }
+
+private:
+    void accept_from(const net::ListenSocket& listener);
+    void connection_closed(const net::ConnectionInfo& info);
+
+    // stats groups (stats.cc)
+    void general_stats(protocol::StatLines& out);
+    void settings_stats(protocol::StatLines& out);
+    void item_stats(protocol::StatLines& out);
+    void slab_stats(protocol::StatLines& out);
+    void connection_stats(protocol::StatLines& out);
+
+    Config config_;
+    engine::Engine engine_;
+    std::vector<net::ListenSocket> listeners_;
+    std::vector<std::unique_ptr<net::Worker>> workers_;
+    size_t next_worker_ = 0;
+    std::atomic<int> verbosity_;
+    time_t started_at_;
+
+    std::atomic<uint64_t> current_connections_{0};
+    std::atomic<uint64_t> total_connections_{0};
+    std::atomic<uint64_t> rejected_connections_{0};
+    std::mutex registry_mutex_;
+    std::map<int, std::shared_ptr<net::ConnectionInfo>> registry_;
+};
+
+}  // namespace memkeep::server

@@ -261,6 +261,12 @@ def test_max_item_size(server_factory, size_text, size_bytes):
         c.assert_reply(b"get small\r\n", b"VALUE small 0 %d\r\n" % half + b"s" * half + b"\r\nEND\r\n")
 
 
+def test_max_item_size_upper_bound_is_accepted(server_factory):
+    # 1024m is memcached's maximum; it also needs -m of at least twice the item size.
+    server = server_factory(["-I", "1024m", "-m", "2048"])
+    assert settings_of(server)["item_size_max"] == str(1024 * MEBIBYTE)
+
+
 def test_too_large_set_removes_the_old_value(server_factory):
     server = server_factory(["-I", "512k"])
     size = 512 * 1024
@@ -375,6 +381,17 @@ def test_listen_comma_list_answers_on_every_address(exact_server_factory):
         c.assert_reply(b"get at_127.0.0.1\r\n", b"VALUE at_127.0.0.1 0 2\r\nok\r\nEND\r\n")
     # Only the listed addresses, not every interface.
     assert not is_listening("127.0.0.3", port)
+
+
+@pytest.mark.memkeep_only  # memcached listens on every interface by default
+def test_listen_defaults_to_loopback_only(exact_server_factory):
+    port = free_port()
+    server = exact_server_factory(["-p", port], port)
+    server.wait_ready()
+    with server.connect() as c:
+        c.send(b"version\r\n")
+        assert c.read_line().startswith(b"VERSION ")
+    assert not is_listening("127.0.0.2", port)
 
 
 # --------------------------------------------------------------------------
@@ -528,6 +545,7 @@ BAD_COMMAND_LINES = [
     (["-I", "3x"], ["-I", "--max-item-size"]),
     (["-I", "2g"], ["-I", "--max-item-size"]),
     (["-I", "512"], ["-I", "--max-item-size"]),  # below memcached's 1k minimum
+    (["-I", "1025m", "-m", "4096"], ["-I", "--max-item-size"]),  # above memcached's 1024m maximum
     (["-c", "-1"], ["-c", "--conn-limit"]),
     (["-c", "0"], ["-c", "--conn-limit"]),
     (["-R", "0"], ["-R", "--max-reqs-per-event"]),

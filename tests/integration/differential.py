@@ -428,7 +428,9 @@ class Generator:
         if self.chance(0.08):
             tokens.append(self.rng.choice([b"0", b"5", b"-1"]))  # the old "delete <key> <time>" form
         noreply = self.noreply()
-        return Command(kind="delete", parts=[self.line(tokens, noreply)], keys=[key], noreply=noreply)
+        # memcached deletes only for no time or a time of 0; learn nothing from the others
+        kind = "delete" if tokens[-1] in (key, b"0") else "malformed"
+        return Command(kind=kind, parts=[self.line(tokens, noreply)], keys=[key], noreply=noreply)
 
     def arith_key(self, key):
         """key, or a normal key instead if key is in arith_unsafe (None if none is left)."""

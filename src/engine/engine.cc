@@ -100,6 +100,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
 
     result.was_fetched = item->has(kItemFetched);
     result.last_access = item->last_access;
+    result.previous_exptime = result.created ? 0 : item->exptime;
     if (touching) item->exptime = expiry(*request.touch_exptime);
 
     bool won = result.created;
@@ -194,7 +195,11 @@ StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& st
                 return {StoreStatus::kExists};
             }
             stats.cas_hits.add();
-            if (invalidating) item->state |= kItemStale;
+            if (invalidating) {
+                // The replacement stays stale, and a recache already handed
+                // out for the old version stays handed out.
+                item->state |= kItemStale | (old->state & kItemTokenSent);
+            }
         } else if (request.mode == StoreMode::kAdd) {
             if (old) {
                 // memcached promotes the existing item when an add fails.
@@ -243,31 +248,55 @@ StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& st
     }
 }
 
+void Engine::discard_store(ItemRef item, OpStats& stats) {
+    stats.cmd_set.add();
+    item.reset();
+}
+
 DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
     apply_due_flush();
     int64_t now = unix_now();
-    auto slot = cache_.lock(request.key);
-    Item* item = slot.find(now);
-    if (!item) {
-        stats.delete_misses.add();
-        return DeleteStatus::kNotFound;
-    }
-    if (request.compare_cas && item->cas != *request.compare_cas) {
-        stats.delete_misses.add();
-        return DeleteStatus::kExists;
-    }
-    if (request.invalidate) {
-        // Keep the item, marked stale, so one client can win the recache.
-        if (request.new_exptime) item->exptime = expiry(*request.new_exptime);
-        item->state |= kItemStale;
-        item->state &= static_cast<uint8_t>(~kItemTokenSent);
-        item->cas = request.explicit_cas.value_or(next_cas());
-        if (new_cas) *new_cas = item->cas;
+    for (int attempt = 0;; ++attempt) {
+        std::optional<Cache::Slot> slot(cache_.lock(request.key));
+        Item* item = slot->find(now);
+        if (!item) {
+            stats.delete_misses.add();
+            return DeleteStatus::kNotFound;
+        }
+        if (request.compare_cas && item->cas != *request.compare_cas) {
+            stats.delete_misses.add();
+            return DeleteStatus::kExists;
+        }
+        if (request.empty_value && item->value_length > 0) {
+            // Swap in an empty copy (made without the lock), then mark it as below.
+            ItemRef current = slot->share(item);
+            slot.reset();
+            ItemRef emptied = copy_item(*current, {}, current->exptime);
+            if (!emptied) return DeleteStatus::kNotFound;
+            emptied->cas = current->cas;
+            emptied->state |= current->state & (kItemStale | kItemTokenSent | kItemFetched);
+            emptied->last_access = current->last_access;
+            slot.emplace(cache_.lock(request.key));
+            if (slot->find(now) != current.get() && attempt < 8) continue;
+            item = emptied.get();
+            slot->link(std::move(emptied));
+        }
+        if (request.invalidate || request.empty_value) {
+            // Keep the item; with I it is marked stale, so one client can win
+            // the recache.
+            if (request.new_exptime) item->exptime = expiry(*request.new_exptime);
+            if (request.invalidate) {
+                item->state |= kItemStale;
+                item->state &= static_cast<uint8_t>(~kItemTokenSent);
+            }
+            item->cas = request.explicit_cas.value_or(next_cas());
+            if (new_cas) *new_cas = item->cas;
+            return DeleteStatus::kDeleted;
+        }
+        stats.delete_hits.add();
+        slot->unlink(item);
         return DeleteStatus::kDeleted;
     }
-    stats.delete_hits.add();
-    slot.unlink(item);
-    return DeleteStatus::kDeleted;
 }
 
 ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& stats) {
@@ -327,6 +356,7 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
         updated->last_access = static_cast<uint32_t>(now);
         updated->state |= current->state & kItemFetched;
         ArithmeticResult result{ArithmeticStatus::kOk, value, updated.share(), false};
+        result.previous_exptime = current->exptime;
         slot->link(std::move(updated));
         return result;
     }

@@ -43,6 +43,7 @@ struct FetchRequest {
 struct FetchResult {
     ItemRef item;                  // empty on a miss
     uint32_t exptime = 0;          // the item's exptime after this command
+    uint32_t previous_exptime = 0; // before it (a vivified item starts at 0)
     uint64_t cas = 0;              // the item's CAS (may change in place: md I)
     bool created = false;          // vivified by this command
     bool won = false;              // this client should recache (W)
@@ -85,6 +86,7 @@ struct DeleteRequest {
     std::optional<uint64_t> explicit_cas;   // md E
     bool invalidate = false;                // md I: mark stale instead of removing
     std::optional<int64_t> new_exptime;     // md T (with I)
+    bool empty_value = false;               // md x: replace the value with an empty one
 };
 
 enum class ArithmeticStatus { kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored };
@@ -108,6 +110,7 @@ struct ArithmeticResult {
     uint64_t value = 0;
     ItemRef item;        // the resulting item, when kOk
     bool created = false;
+    uint32_t previous_exptime = 0;  // before a T flag changed it
 };
 
 enum class TouchStatus { kTouched, kNotFound };
@@ -134,6 +137,9 @@ public:
     Prepared prepare_store(std::string_view key, uint32_t client_flags, int64_t exptime,
                            size_t value_length, bool drop_old_on_failure, OpStats& stats);
     StoreResult store(const StoreRequest& request, ItemRef item, OpStats& stats);
+    // A storage command whose data block arrived malformed: nothing is
+    // stored, but it counts as a set (as in memcached).
+    void discard_store(ItemRef item, OpStats& stats);
 
     DeleteStatus remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas = nullptr);
     ArithmeticResult arithmetic(const ArithmeticRequest& request, OpStats& stats);
@@ -142,6 +148,8 @@ public:
     // flush_all: with delay 0 every item is removed now; otherwise every item
     // stored before the given time is removed when it comes.
     void flush_all(int64_t delay, OpStats& stats);
+    // A flush_all refused for a bad argument still counts (cmd_flush).
+    void count_refused_flush(OpStats& stats) { stats.cmd_flush.add(); }
 
     // Periodic work (the server calls it about once a second): due delayed
     // flushes and a slice of the expired-item sweep.

@@ -21,7 +21,7 @@ void reset(MetaRequest* r, TextCommand command) {
     r->key_binary = false;
     r->value_length = 0;
     r->flags.clear();
-    r->return_value = r->quiet = r->no_bump = r->invalidate = false;
+    r->return_value = r->quiet = r->no_bump = r->invalidate = r->empty_value = false;
     r->ttl.reset();
     r->vivify_ttl.reset();
     r->recache_ttl.reset();
@@ -68,13 +68,13 @@ std::string_view read_flags(const std::vector<std::string_view>& tokens, size_t 
                 break;
             case 'C': {
                 uint64_t cas = 0;
-                if (!parse_u64(arg, &cas)) return kBadFormat;
+                if (!parse_u64(arg, &cas)) return kBadToken;
                 r->compare_cas = cas;
                 break;
             }
             case 'E': {
                 uint64_t cas = 0;
-                if (!parse_u64(arg, &cas)) return kBadFormat;
+                if (!parse_u64(arg, &cas)) return kBadToken;
                 r->explicit_cas = cas;
                 break;
             }
@@ -98,8 +98,13 @@ std::string_view read_flags(const std::vector<std::string_view>& tokens, size_t 
             case 'q': r->quiet = true; break;
             case 'u': r->no_bump = true; break;
             case 'I': r->invalidate = true; break;
+            case 'x':  // md only: empty the value, keep the item
+                if (r->command != TextCommand::kMetaDelete) return "CLIENT_ERROR invalid flag";
+                r->empty_value = true;
+                break;
             case 'O':
-                if (arg.size() > 32) return "CLIENT_ERROR opaque token too long";
+                // memcached's 32-byte limit counts the letter too.
+                if (token.size() > 32) return "CLIENT_ERROR opaque token too long";
                 break;
             case 'P': case 'L':  // proxy hints, ignored
             case 'k': case 's': case 't': case 'c': case 'f': case 'l': case 'h':
@@ -137,7 +142,7 @@ void parse_meta(TextCommand command, const std::vector<std::string_view>& tokens
     }
     size_t first_flag = 2;
     if (is_set) {
-        if (!parse_i32(tokens[2], &r->value_length) || r->value_length < 0) {
+        if (!parse_i32(tokens[2], &r->value_length) || r->value_length < 0 || r->value_length > INT32_MAX - 2) {
             r->error = kBadFormat;
             return;
         }

@@ -38,6 +38,7 @@ struct MetaRequest {
     bool quiet = false;              // q
     bool no_bump = false;            // u
     bool invalidate = false;         // I
+    bool empty_value = false;        // x (md)
     std::optional<int64_t> ttl;           // T
     std::optional<int64_t> vivify_ttl;    // N
     std::optional<int64_t> recache_ttl;   // R

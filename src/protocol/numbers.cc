@@ -40,7 +40,7 @@ bool parse_flags(std::string_view token, uint32_t* out) {
     errno = 0;
     char* end = nullptr;
     unsigned long value = std::strtoul(text, &end, 10);
-    if (errno == ERANGE || !ends_cleanly(text, end)) return false;
+    if (errno == ERANGE || end == text || !ends_cleanly(text, end)) return false;
     if (static_cast<long>(value) < 0 && std::strchr(text, '-')) return false;
     *out = static_cast<uint32_t>(value);
     return true;
@@ -52,15 +52,16 @@ bool parse_i64(std::string_view token, int64_t* out) {
     errno = 0;
     char* end = nullptr;
     long value = std::strtol(text, &end, 10);
-    if (errno == ERANGE || !ends_cleanly(text, end)) return false;
+    if (errno == ERANGE || end == text || !ends_cleanly(text, end)) return false;
     *out = value;
     return true;
 }
 
 bool parse_i32(std::string_view token, int32_t* out) {
     int64_t value = 0;
-    if (!parse_i64(token, &value) || value > INT_MAX || value < INT_MIN) return false;
-    *out = static_cast<int32_t>(value);
+    if (!parse_i64(token, &value)) return false;
+    // memcached stores the long into an int32_t: larger values wrap.
+    *out = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(value)));
     return true;
 }
 

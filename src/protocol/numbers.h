@@ -13,7 +13,7 @@ namespace memkeep::protocol {
 bool parse_u64(std::string_view token, uint64_t* out);
 // Client flags: read as an unsigned long and truncated to 32 bits, as memcached does.
 bool parse_flags(std::string_view token, uint32_t* out);
-// Signed 32-bit (exptimes, value lengths).
+// Signed 32-bit (exptimes, value lengths); larger values wrap, as memcached's.
 bool parse_i32(std::string_view token, int32_t* out);
 // Signed 64-bit, for tokens where memcached keeps a long.
 bool parse_i64(std::string_view token, int64_t* out);

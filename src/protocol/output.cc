@@ -67,6 +67,20 @@ void Output::consume(size_t written) {
     if (pending_bytes_ == 0) clear();
 }
 
+void Output::rewind(const Mark& mark) {
+    // Only unwritten output can be taken back.
+    if (mark.segments < first_segment_ || mark.pending > pending_bytes_) return;
+    segments_.resize(mark.segments);
+    arena_.resize(mark.arena);
+    held_items_.resize(mark.items);
+    pending_bytes_ = mark.pending;
+    // A text segment that was extended after the mark is cut back to it.
+    if (!segments_.empty() && !segments_.back().external) {
+        Segment& last = segments_.back();
+        if (last.offset + last.length > arena_.size()) last.length = arena_.size() - last.offset;
+    }
+}
+
 void Output::clear() {
     arena_.clear();
     segments_.clear();

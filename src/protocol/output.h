@@ -37,6 +37,14 @@ public:
     // Drops everything unwritten.
     void clear();
 
+    // A point in the output to go back to, dropping what was appended after
+    // it (a multi-key reply that ends in an error is answered by the error alone).
+    struct Mark {
+        size_t segments, arena, items, pending;
+    };
+    Mark mark() const { return {segments_.size(), arena_.size(), held_items_.size(), pending_bytes_}; }
+    void rewind(const Mark& mark);
+
 private:
     struct Segment {
         const char* external;   // nullptr: bytes live in the arena at `offset`

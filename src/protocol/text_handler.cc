@@ -78,6 +78,15 @@ void append_key_flag(Output& out, std::string_view wire_key, bool binary) {
     if (binary) out.append(" b");
 }
 
+// The key flag for an item: an item stored with a base64 key is always
+// returned base64-encoded, whatever the request said (as memcached).
+void append_item_key_flag(Output& out, const engine::Item& item) {
+    if (!item.has(engine::kItemKeyBinary)) return append_key_flag(out, item.key(), false);
+    std::string encoded;
+    base64_encode(item.key(), &encoded);
+    append_key_flag(out, encoded, true);
+}
+
 // Return flags that need no item: opaque and key.
 void append_plain_flags(Output& out, const MetaRequest& meta) {
     for (const MetaFlag& flag : meta.flags) {
@@ -162,8 +171,17 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
     if (ctx_.server.verbose_requests()) ctx_.server.log_request(ctx_.connection_fd, line);
     parse_command_line(line, &request_);
     switch (request_.command) {
-        case TextCommand::kUnknown: return out.append("ERROR\r\n");
-        case TextCommand::kError: return reply(out, request_.error);
+        case TextCommand::kUnknown:
+            // An HTTP request line ("GET / HTTP/1.1") gets the connection closed,
+            // as memcached does: it is not a memcached client.
+            if (request_.tokens.size() >= 2 && request_.tokens.back().starts_with("HTTP/")) {
+                close_requested_ = true;
+                return;
+            }
+            return out.append("ERROR\r\n");
+        case TextCommand::kError:
+            if (request_.attempted == TextCommand::kFlushAll) ctx_.engine.count_refused_flush(ctx_.stats);
+            return reply(out, request_.error);
         case TextCommand::kGet:
         case TextCommand::kGets:
         case TextCommand::kGat:
@@ -184,7 +202,7 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
             out.append(kProtocolVersion);
             return out.append("\r\n");
         case TextCommand::kVerbosity:
-            ctx_.server.set_verbosity(static_cast<int>(request_.number));
+            if (request_.number >= 0) ctx_.server.set_verbosity(static_cast<int>(std::min<int64_t>(request_.number, 2)));
             return reply(out, "OK");
         case TextCommand::kQuit: close_requested_ = true; return;
         case TextCommand::kStats: return stats(out);
@@ -205,7 +223,12 @@ void TextHandler::retrieve(Output& out) {
     bool with_cas = request_.command == TextCommand::kGets || request_.command == TextCommand::kGats;
     bool touching = request_.command == TextCommand::kGat || request_.command == TextCommand::kGats;
     const auto& tokens = request_.tokens;
+    Output::Mark start = out.mark();
     for (size_t i = request_.first_key; i < tokens.size(); ++i) {
+        if (!valid_key(tokens[i])) {
+            out.rewind(start);
+            return out.append("CLIENT_ERROR bad command line format\r\n");
+        }
         engine::FetchRequest fetch;
         fetch.key = tokens[i];
         if (touching) fetch.touch_exptime = request_.exptime;
@@ -252,7 +275,10 @@ void TextHandler::begin_store(Output& out) {
 
 void TextHandler::finish_store(Output& out, bool chunk_ok) {
     request_.noreply = pending_.noreply;
-    if (!chunk_ok) return reply(out, "CLIENT_ERROR bad data chunk");
+    if (!chunk_ok) {
+        ctx_.engine.discard_store(std::move(pending_.item), ctx_.stats);
+        return reply(out, "CLIENT_ERROR bad data chunk");
+    }
     engine::StoreRequest store;
     store.mode = store_mode(pending_.command);
     if (pending_.command == TextCommand::kCas) store.compare_cas = pending_.cas;
@@ -350,16 +376,24 @@ void TextHandler::meta_get(Output& out) {
         out.append("HD");
     }
     int64_t now = engine::unix_now();
+    // Flags apply left to right: a `t` before the `T` (or `N`) that changes
+    // the TTL reports the TTL from before.
+    bool ttl_changed = false;
     for (const MetaFlag& flag : meta_.flags) {
         switch (flag.letter) {
+            case 'T': ttl_changed = true; break;
+            case 'N': ttl_changed = ttl_changed || found.created; break;
             case 's': out.append(" s"); out.append_number(item.value_length); break;
-            case 't': out.append(" t"); out.append_signed(remaining_ttl(found.exptime)); break;
+            case 't':
+                out.append(" t");
+                out.append_signed(remaining_ttl(ttl_changed ? found.exptime : found.previous_exptime));
+                break;
             case 'c': out.append(" c"); out.append_number(found.cas); break;
             case 'f': out.append(" f"); out.append_number(item.client_flags); break;
             case 'l': out.append(" l"); out.append_signed(std::max<int64_t>(0, now - found.last_access)); break;
             case 'h': out.append(found.was_fetched ? " h1" : " h0"); break;
             case 'O': out.append(" O"); out.append(flag.token); break;
-            case 'k': append_key_flag(out, meta_.wire_key, meta_.key_binary); break;
+            case 'k': append_item_key_flag(out, item); break;
             default: break;
         }
     }
@@ -400,7 +434,10 @@ void TextHandler::meta_set_begin(std::string_view line, Output& out) {
 }
 
 void TextHandler::meta_set_finish(Output& out, bool chunk_ok) {
-    if (!chunk_ok) return out.append("CLIENT_ERROR bad data chunk\r\n");
+    if (!chunk_ok) {
+        ctx_.engine.discard_store(std::move(pending_.item), ctx_.stats);
+        return out.append("CLIENT_ERROR bad data chunk\r\n");
+    }
     // The line's tokens pointed into the read buffer; parse our own copy again.
     parse_command_line(pending_.meta_line, &request_);
     parse_meta(TextCommand::kMetaSet, request_.tokens, &meta_);
@@ -416,6 +453,9 @@ void TextHandler::meta_set_finish(Output& out, bool chunk_ok) {
     store.explicit_cas = meta_.explicit_cas;
     store.invalidate = meta_.invalidate;
     store.key_binary = meta_.key_binary;
+    if (store.mode == StoreMode::kAppend || store.mode == StoreMode::kPrepend) {
+        store.vivify_exptime = meta_.vivify_ttl;  // N: append to a missing key creates it
+    }
     auto result = ctx_.engine.store(store, std::move(pending_.item), ctx_.stats);
     if (meta_.quiet && result.status == StoreStatus::kStored) return;
     out.append(meta_store_code(result.status));
@@ -443,6 +483,7 @@ void TextHandler::meta_delete(Output& out) {
     request.explicit_cas = meta_.explicit_cas;
     request.invalidate = meta_.invalidate;
     request.new_exptime = meta_.ttl;
+    request.empty_value = meta_.empty_value;
     auto status = ctx_.engine.remove(request, ctx_.stats);
     if (status == engine::DeleteStatus::kDeleted && meta_.quiet) return;
     out.append(status == engine::DeleteStatus::kDeleted ? "HD"
@@ -462,8 +503,8 @@ void TextHandler::meta_arithmetic(Output& out) {
     if (!meta_.error.empty()) return error(meta_.error);
     engine::ArithmeticRequest request;
     switch (meta_.mode) {
-        case 0: case 'I': case 'i': case '+': request.increment = true; break;
-        case 'D': case 'd': case '-': request.increment = false; break;
+        case 0: case 'I': case '+': request.increment = true; break;
+        case 'D': case '-': request.increment = false; break;
         default: return error("CLIENT_ERROR invalid mode for ma M token");
     }
     request.key = meta_.key;
@@ -497,10 +538,17 @@ void TextHandler::meta_arithmetic(Output& out) {
     } else {
         out.append("HD");
     }
+    bool ttl_changed = false;
     for (const MetaFlag& flag : meta_.flags) {
         switch (flag.letter) {
+            case 'T': ttl_changed = true; break;
+            case 'N': ttl_changed = ttl_changed || result.created; break;
             case 'c': out.append(" c"); out.append_number(result.item->cas); break;
-            case 't': out.append(" t"); out.append_signed(remaining_ttl(result.item->exptime)); break;
+            case 't':
+                out.append(" t");
+                out.append_signed(remaining_ttl(ttl_changed || result.created ? result.item->exptime
+                                                                              : result.previous_exptime));
+                break;
             case 'O': out.append(" O"); out.append(flag.token); break;
             case 'k': append_key_flag(out, meta_.wire_key, meta_.key_binary); break;
             default: break;
@@ -515,12 +563,14 @@ void TextHandler::meta_arithmetic(Output& out) {
 
 void TextHandler::meta_debug(Output& out) {
     const auto& tokens = request_.tokens;
-    if (tokens.size() < 2) return out.append("ERROR\r\n");
-    if (tokens.size() > 3 || tokens[1].size() > 250) return out.append("CLIENT_ERROR bad command line format\r\n");
+    if (tokens.size() < 2 || tokens[1].size() > 250) {
+        return out.append("CLIENT_ERROR bad command line format\r\n");
+    }
     std::string_view key = tokens[1];
     char decoded[256];
-    if (tokens.size() == 3) {
-        long n = tokens[2] == "b" ? base64_decode(key, decoded, sizeof(decoded)) : -1;
+    // Of the flags only `b` means something to `me`; others are ignored.
+    if (std::find(tokens.begin() + 2, tokens.end(), std::string_view("b")) != tokens.end()) {
+        long n = base64_decode(key, decoded, sizeof(decoded));
         if (n <= 0) return out.append("CLIENT_ERROR bad command line format\r\n");
         key = std::string_view(decoded, static_cast<size_t>(n));
     }

@@ -57,6 +57,7 @@ TextCommand lookup(std::string_view name) {
 }
 
 void fail(TextRequest* request, std::string_view error) {
+    request->attempted = request->command;
     request->command = TextCommand::kError;
     request->error = error;
 }
@@ -72,8 +73,9 @@ void parse_storage(TextRequest* r) {
     bool is_cas = r->command == TextCommand::kCas;
     size_t base = is_cas ? 6 : 5;
     r->noreply = strip_noreply(t);
-    if (t.size() != base && !(t.size() == base + 1 && r->noreply)) {
-        // memcached answers a storage line with the wrong token count with ERROR.
+    // One optional token after the arguments: "noreply" means noreply,
+    // anything else is ignored (memcached's rule). Other counts are ERROR.
+    if (t.size() != base && t.size() != base + 1) {
         r->command = TextCommand::kUnknown;
         return;
     }
@@ -84,23 +86,22 @@ void parse_storage(TextRequest* r) {
         return fail(r, kBadFormat);
     }
     if (is_cas && !parse_u64(t[5], &r->cas)) return fail(r, kBadFormat);
-    if (r->value_length < 0) return fail(r, kBadFormat);
+    // memcached adds 2 for the "\r\n" in an int: larger lengths are refused.
+    if (r->value_length < 0 || r->value_length > INT32_MAX - 2) return fail(r, kBadFormat);
     if (!valid_key(r->key)) return fail(r, kBadFormat);
 }
 
 void parse_retrieval(TextRequest* r) {
     auto& t = r->tokens;
     bool touching = r->command == TextCommand::kGat || r->command == TextCommand::kGats;
-    size_t min_tokens = touching ? 3 : 2;
-    if (t.size() < min_tokens) {
+    if (t.size() < 2) {
         r->command = TextCommand::kUnknown;
         return;
     }
     if (touching && !parse_i32(t[1], &r->exptime)) return fail(r, "CLIENT_ERROR invalid exptime argument");
+    // Keys are checked one by one as they are served (memcached touches the
+    // keys before a bad one, then answers only the error).
     r->first_key = touching ? 2 : 1;
-    for (size_t i = r->first_key; i < t.size(); ++i) {
-        if (!valid_key(t[i])) return fail(r, kBadFormat);
-    }
 }
 
 void parse_delete(TextRequest* r) {
@@ -124,7 +125,7 @@ void parse_delete(TextRequest* r) {
 void parse_arithmetic(TextRequest* r) {
     auto& t = r->tokens;
     r->noreply = strip_noreply(t);
-    if (t.size() != 3 && !(t.size() == 4 && r->noreply)) {
+    if (t.size() != 3 && t.size() != 4) {
         r->command = TextCommand::kUnknown;
         return;
     }
@@ -136,7 +137,7 @@ void parse_arithmetic(TextRequest* r) {
 void parse_touch(TextRequest* r) {
     auto& t = r->tokens;
     r->noreply = strip_noreply(t);
-    if (t.size() != 3 && !(t.size() == 4 && r->noreply)) {
+    if (t.size() != 3 && t.size() != 4) {
         r->command = TextCommand::kUnknown;
         return;
     }
@@ -148,30 +149,28 @@ void parse_touch(TextRequest* r) {
 void parse_flush_all(TextRequest* r) {
     auto& t = r->tokens;
     r->noreply = strip_noreply(t);
-    size_t args = t.size() - 1 - (r->noreply ? 1 : 0);
-    if (args > 1) {
+    if (t.size() > 3) {
         r->command = TextCommand::kUnknown;
         return;
     }
     r->number = 0;
-    if (args == 1) {
+    if (t.size() > 1 && !(t.size() == 2 && r->noreply)) {
         int32_t delay = 0;
-        if (!parse_i32(t[1], &delay)) return fail(r, kBadFormat);
+        if (!parse_i32(t[1], &delay)) return fail(r, "CLIENT_ERROR invalid exptime argument");
         r->number = delay;
     }
 }
 
 void parse_verbosity(TextRequest* r) {
     auto& t = r->tokens;
-    r->noreply = strip_noreply(t);
-    size_t args = t.size() - 1 - (r->noreply ? 1 : 0);
-    if (args != 1) {
+    if (t.size() < 2 || t.size() > 3) {
         r->command = TextCommand::kUnknown;
         return;
     }
-    // memcached reads the level with atoi: anything non-numeric is level 0.
-    int64_t level = 0;
-    r->number = parse_i64(t[1], &level) ? level : 0;
+    r->noreply = strip_noreply(t);
+    uint32_t level = 0;
+    if (!parse_flags(t[1], &level)) return fail(r, kBadFormat);
+    r->number = level;
 }
 
 void parse_cache_memlimit(TextRequest* r) {
@@ -192,6 +191,7 @@ void parse_cache_memlimit(TextRequest* r) {
 void TextRequest::clear() {
     command = TextCommand::kUnknown;
     error = {};
+    attempted = TextCommand::kUnknown;
     key = {};
     first_key = 0;
     client_flags = 0;
@@ -216,16 +216,12 @@ LineStatus find_line(std::string_view input, std::string_view* line, size_t* con
     return LineStatus::kComplete;
 }
 
-bool valid_key(std::string_view key) {
-    if (key.empty() || key.size() > 250) return false;
-    for (unsigned char c : key) {
-        if (c < 0x20 || c == 0x7f) return false;
-    }
-    return true;
-}
+bool valid_key(std::string_view key) { return !key.empty() && key.size() <= 250; }
 
 void parse_command_line(std::string_view line, TextRequest* request) {
     request->clear();
+    // memcached reads the line as a C string: a NUL ends it.
+    line = line.substr(0, line.find('\0'));
     split(line, &request->tokens);
     if (request->tokens.empty()) return;  // empty line: ERROR
     request->command = lookup(request->tokens[0]);
@@ -256,9 +252,9 @@ void parse_command_line(std::string_view line, TextRequest* request) {
         case TextCommand::kCacheMemlimit:
             return parse_cache_memlimit(request);
         case TextCommand::kVersion:
+            return;  // memcached ignores anything after `version`
         case TextCommand::kQuit:
-            if (request->tokens.size() != 1) request->command = TextCommand::kUnknown;
-            return;
+            return;  // likewise for `quit`
         default:
             return;  // stats, shutdown and meta commands read their own tokens
     }

@@ -37,6 +37,7 @@ enum class TextCommand : uint8_t {
 struct TextRequest {
     TextCommand command = TextCommand::kUnknown;
     std::string_view error;              // for kError: the reply line
+    TextCommand attempted = TextCommand::kUnknown;  // for kError: the command that failed
     std::vector<std::string_view> tokens;  // the line split on spaces (storage reused)
     // Fields filled per command:
     std::string_view key;                // single-key commands
@@ -55,8 +56,9 @@ struct TextRequest {
 // Parses one command line (without its line terminator) into `request`.
 void parse_command_line(std::string_view line, TextRequest* request);
 
-// True for keys memcached's text protocol accepts: 1..250 bytes. Control
-// characters are rejected too (see docs/PROTOCOL.md: memcached lets them in).
+// True for keys memcached's text protocol accepts: 1 to 250 bytes. Any byte
+// but the separators is part of a key, control characters included, as in
+// memcached (load generators such as memcaslap rely on it).
 bool valid_key(std::string_view key);
 
 }  // namespace memkeep::protocol

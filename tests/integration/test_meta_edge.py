@@ -204,7 +204,12 @@ def test_md_ma_duplicate_flag(client, command):
     assert_exchange(client, command + b" k q q\r\n", INVALID_OR_DUPLICATE)
 
 
-@pytest.mark.parametrize("flag", [b"zz", b"!", b"E5", b"x", b"Z", b"W", b"X"])
+# E (explicit CAS) is newer than memcached 1.6.18, which rejects it; memkeep
+# accepts it (docs/PROTOCOL.md), so it is only invalid for the reference.
+INVALID_MG_FLAGS = [b"zz", b"!", b"x", b"Z", b"W", b"X"] + ([b"E5"] if TARGET == "memcached" else [])
+
+
+@pytest.mark.parametrize("flag", INVALID_MG_FLAGS)
 def test_mg_invalid_flag(client, flag):
     store(client, b"k", b"x")
     assert_exchange(client, b"mg k " + flag + b"\r\n", b"CLIENT_ERROR invalid flag\r\n")

@@ -262,7 +262,7 @@ TEST(MetaParser, SetLengthErrors) {
     EXPECT_EQ(p->meta.value_length, 0);
 }
 
-TEST(MetaParser, KeyLengthAndControlCharacters) {
+TEST(MetaParser, KeyLength) {
     auto p = parse("mg " + std::string(250, 'k') + " v");
     EXPECT_EQ(p->meta.error, "");
     EXPECT_EQ(p->meta.key.size(), 250u);
@@ -270,12 +270,10 @@ TEST(MetaParser, KeyLengthAndControlCharacters) {
     p = parse("mg " + std::string(251, 'k') + " v");
     EXPECT_EQ(p->meta.error, kBadFormat);
 
+    // Control characters are part of a key, as in memcached.
     p = parse("mg a\x01z v");
-    EXPECT_EQ(p->meta.error, kBadFormat);
-
-    p = parse("ms a\x01z 2 T1");
-    EXPECT_EQ(p->meta.error, kBadFormat);
-    EXPECT_TRUE(p->meta.swallow);
+    EXPECT_EQ(p->meta.error, "");
+    EXPECT_EQ(p->meta.key, "a\x01z");
 }
 
 TEST(MetaParser, TooManyTokens) {

@@ -189,10 +189,10 @@ TEST(ValidKey, LengthAndControlCharacters) {
     EXPECT_TRUE(valid_key("a"));
     EXPECT_TRUE(valid_key(std::string(250, 'k')));
     EXPECT_FALSE(valid_key(std::string(251, 'k')));
-    EXPECT_FALSE(valid_key("a\tb"));
-    EXPECT_FALSE(valid_key(std::string("a\0b", 3)));
-    EXPECT_FALSE(valid_key("a\x1f"));
-    EXPECT_FALSE(valid_key("a\x7f"));
+    // Control characters are part of a key, as in memcached.
+    EXPECT_TRUE(valid_key("a\tb"));
+    EXPECT_TRUE(valid_key("a\x1f"));
+    EXPECT_TRUE(valid_key("a\x7f"));
     EXPECT_TRUE(valid_key("caf\xc3\xa9"));  // high bytes are fine
     EXPECT_TRUE(valid_key("~!@#$%^&*()"));
 }
@@ -295,7 +295,7 @@ TEST(ParseRetrieval, KeysAreLeftForTheHandlerToValidate) {
     EXPECT_TRUE(valid_key(r.tokens[1]));
     EXPECT_TRUE(valid_key(r.tokens[2]));
     EXPECT_FALSE(valid_key(r.tokens[3]));  // 251 bytes
-    EXPECT_FALSE(valid_key(r.tokens[4]));  // control character
+    EXPECT_TRUE(valid_key(r.tokens[4]));   // control characters are allowed
     std::string gat = "gat 1 " + std::string(251, 'k');
     r = parse(gat);
     ASSERT_EQ(r.command, TextCommand::kGat);
@@ -427,13 +427,13 @@ TEST(ParseStorage, KeyLength250Vs251) {
     EXPECT_EQ(r.error, kBadFormat);
 }
 
-TEST(ParseStorage, ControlCharactersInKeyRejected) {
+TEST(ParseStorage, ControlCharactersAreAcceptedInKeys) {
     TextRequest r = parse("set a\x01z 0 0 1");
-    EXPECT_EQ(r.command, TextCommand::kError);
-    EXPECT_EQ(r.error, kBadFormat);
+    EXPECT_EQ(r.command, TextCommand::kSet);
+    EXPECT_EQ(r.key, "a\x01z");
     r = parse("append a\x7f 0 0 1 noreply");
-    EXPECT_EQ(r.command, TextCommand::kError);
-    EXPECT_EQ(r.error, kBadFormat);
+    EXPECT_EQ(r.command, TextCommand::kAppend);
+    EXPECT_TRUE(r.noreply);
 }
 
 // ---- delete ---------------------------------------------------------------------
@@ -483,8 +483,7 @@ TEST(ParseDelete, TokenCountAndKeyErrors) {
     EXPECT_EQ(r.command, TextCommand::kError);
     EXPECT_EQ(r.error, kBadFormat);
     r = parse("delete a\x02");
-    EXPECT_EQ(r.command, TextCommand::kError);
-    EXPECT_EQ(r.error, kBadFormat);
+    EXPECT_EQ(r.command, TextCommand::kDelete);
 }
 
 // ---- incr / decr -----------------------------------------------------------------
@@ -526,8 +525,8 @@ TEST(ParseArithmetic, KeyErrors) {
     EXPECT_EQ(r.command, TextCommand::kError);
     EXPECT_EQ(r.error, kBadFormat);
     r = parse("decr a\tb 1");
-    EXPECT_EQ(r.command, TextCommand::kError);
-    EXPECT_EQ(r.error, kBadFormat);
+    EXPECT_EQ(r.command, TextCommand::kDecr);
+    EXPECT_EQ(r.key, "a\tb");
 }
 
 // ---- touch -------------------------------------------------------------------------

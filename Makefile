@@ -1,0 +1,41 @@
+# Entry points (see README.md). Every target installs what it needs first.
+JOBS ?= 2
+BUILD ?= build
+
+.PHONY: deps build run test test-release test-sanitize fuzz clean
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Start the server in its default mode (in-memory cache on 127.0.0.1:11211).
+run: build
+	./$(BUILD)/memkeep
+
+# Every test: unit + integration (release build), the same under
+# AddressSanitizer and UndefinedBehaviorSanitizer, and a bounded fuzz run.
+test: test-release test-sanitize fuzz
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure
+
+test-sanitize: deps
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize
+	cmake --build build-sanitize -j$(JOBS)
+	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure
+
+# libFuzzer on the text/meta protocol path, bounded in time.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMKEEP_FUZZ=ON
+	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer
+	mkdir -p build-fuzz/corpus
+	./build-fuzz/tests/text_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+		build-fuzz/corpus tests/fuzz/seeds
+
+clean:
+	rm -rf $(BUILD) build-sanitize build-fuzz

@@ -160,7 +160,7 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
 ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32_t exptime) {
     ItemRef copy = cache_.allocate(source.key(), new_value.size(), source.client_flags, exptime);
     if (copy) {
-        std::memcpy(copy->value_data(), new_value.data(), new_value.size());
+        if (!new_value.empty()) std::memcpy(copy->value_data(), new_value.data(), new_value.size());
         copy->state |= source.state & kItemKeyBinary;
     }
     return copy;

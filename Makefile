@@ -28,14 +28,16 @@ test-sanitize: deps
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure
 
-# libFuzzer on the text/meta protocol path, bounded in time.
+# libFuzzer on the text/meta and the binary protocol paths, bounded in time.
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMKEEP_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer
-	mkdir -p build-fuzz/corpus
+	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer binary_protocol_fuzzer
+	mkdir -p build-fuzz/corpus build-fuzz/corpus-binary
 	./build-fuzz/tests/text_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus tests/fuzz/seeds
+	./build-fuzz/tests/binary_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+		build-fuzz/corpus-binary tests/fuzz/seeds-binary
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-fuzz

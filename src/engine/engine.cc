@@ -330,6 +330,9 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
             slot->link(std::move(created));
             return result;
         }
+        // memcached (do_add_delta) finds an empty value non-numeric before it
+        // compares the CAS, and any other value after.
+        if (item->value_length == 0) return {ArithmeticStatus::kNonNumeric};
         if (request.compare_cas && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
 
         uint64_t value = 0;

@@ -29,7 +29,7 @@ Connection::Connection(int fd, protocol::HandlerContext context, Limits limits,
       info_(std::move(info)),
       stats_(context.stats),
       input_(kInitialInput),
-      handler_(context) {}
+      context_(context) {}
 
 Connection::~Connection() { ::close(fd_); }
 
@@ -68,13 +68,17 @@ Connection::Status Connection::on_readable() {
 
 Connection::Status Connection::handle_input() {
     std::string_view available(input_.data() + input_start_, input_end_ - input_start_);
-    size_t consumed = handler_.process(available, output_, limits_.max_requests_per_event, limits_.output_limit);
+    if (!handler_) {
+        if (available.empty()) return Status::kOpen;
+        handler_ = protocol::make_handler(limits_.protocol, static_cast<unsigned char>(available[0]), context_);
+    }
+    size_t consumed = handler_->process(available, output_, limits_.max_requests_per_event, limits_.output_limit);
     input_start_ += consumed;
     // If the handler stopped with input left, it may have hit the per-event
     // request limit: the worker comes back to us after serving others.
     yielded_ = consumed > 0 && input_start_ < input_end_;
     if (!flush()) return Status::kClosed;
-    if (handler_.close_requested() && output_.empty()) return Status::kClosed;
+    if (handler_->close_requested() && output_.empty()) return Status::kClosed;
     return Status::kOpen;
 }
 
@@ -86,7 +90,7 @@ Connection::Status Connection::resume() {
 Connection::Status Connection::on_writable() {
     if (!flush()) return Status::kClosed;
     if (!output_.empty()) return Status::kOpen;
-    if (handler_.close_requested()) return Status::kClosed;
+    if (handler_ && handler_->close_requested()) return Status::kClosed;
     // Output drained: run what the client sent meanwhile.
     return handle_input();
 }

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "protocol/handler.h"
 #include "protocol/output.h"
 #include "protocol/services.h"
-#include "protocol/text_handler.h"
 
 namespace memkeep::net {
 
@@ -34,6 +34,7 @@ public:
     struct Limits {
         size_t max_requests_per_event = 20;  // -R
         size_t output_limit = 1 << 20;       // stop handling requests above this much unwritten output
+        protocol::ProtocolChoice protocol = protocol::ProtocolChoice::kAuto;  // -B
     };
 
     Connection(int fd, protocol::HandlerContext context, Limits limits, std::shared_ptr<ConnectionInfo> info);
@@ -75,7 +76,9 @@ private:
     size_t input_start_ = 0;
     size_t input_end_ = 0;
     protocol::Output output_;
-    protocol::TextHandler handler_;
+    protocol::HandlerContext context_;
+    // Made when the first byte arrives (with -B auto it decides the protocol).
+    std::unique_ptr<protocol::Handler> handler_;
     bool yielded_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "engine/engine.h"
+#include "protocol/handler.h"
 #include "protocol/meta_parser.h"
 #include "protocol/output.h"
 #include "protocol/services.h"
@@ -19,7 +20,7 @@
 
 namespace memkeep::protocol {
 
-class TextHandler {
+class TextHandler : public Handler {
 public:
     explicit TextHandler(HandlerContext context) : ctx_(context) {}
 
@@ -27,11 +28,11 @@ public:
     // to `out`. Stops after `max_requests` requests, when `out` holds at least
     // `output_limit` bytes, or when the rest is incomplete. Returns the number
     // of bytes consumed; the caller keeps the rest for the next call.
-    size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit);
+    size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
 
     // True once the connection should be closed after its output is written
     // (quit, or input that cannot be framed).
-    bool close_requested() const { return close_requested_; }
+    bool close_requested() const override { return close_requested_; }
 
 private:
     enum class State { kCommandLine, kValue, kSwallow };

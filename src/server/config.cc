@@ -75,6 +75,9 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("-u,--user", config->user, "assume the identity of this user (when run as root)");
     app.add_flag("-v,--verbose", config->verbosity, "verbose (-vv: also log every request)");
     app.add_flag("-V,--version", show_version, "print version and exit");
+    app.add_option("-B,--protocol", config->protocol,
+                   "protocol: auto (each connection's first byte decides), ascii or binary (default: auto)")
+        ->check(CLI::IsMember({"auto", "ascii", "binary"}));
 
     try {
         app.parse(argc, argv);

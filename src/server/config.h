@@ -25,6 +25,7 @@ struct Config {
     std::string pidfile;              // -P
     std::string user;                 // -u
     int verbosity = 0;                // -v, -vv
+    std::string protocol = "auto";    // -B: auto (first byte decides), ascii or binary
 
     size_t memory_limit_bytes() const { return memory_limit_mb << 20; }
 };

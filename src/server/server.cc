@@ -103,6 +103,7 @@ int Server::run() {
 
     net::Connection::Limits limits;
     limits.max_requests_per_event = static_cast<size_t>(config_.max_reqs_per_event);
+    limits.protocol = protocol_choice();
     for (int i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<net::Worker>(
             engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));

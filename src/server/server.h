@@ -43,6 +43,8 @@ public:
 private:
     void accept_from(const net::ListenSocket& listener);
     void connection_closed(const net::ConnectionInfo& info);
+    // -B as the connections see it.
+    protocol::ProtocolChoice protocol_choice() const;
 
     // stats groups (stats.cc)
     void general_stats(protocol::StatLines& out);

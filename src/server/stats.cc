@@ -26,6 +26,12 @@ std::string seconds_and_micros(const timeval& tv) { return fmt::format("{}.{:06}
 
 }  // namespace
 
+protocol::ProtocolChoice Server::protocol_choice() const {
+    if (config_.protocol == "ascii") return protocol::ProtocolChoice::kAscii;
+    if (config_.protocol == "binary") return protocol::ProtocolChoice::kBinary;
+    return protocol::ProtocolChoice::kAuto;
+}
+
 bool Server::collect_stats(std::string_view group, protocol::StatLines& out) {
     if (group.empty()) general_stats(out);
     else if (group == "settings") settings_stats(out);
@@ -130,7 +136,7 @@ void Server::settings_stats(protocol::StatLines& out) {
     add(out, "cas_enabled", config_.disable_cas ? "no" : "yes");
     add_number(out, "tcp_backlog", config_.listen_backlog);
     add_number(out, "reqs_per_event", config_.max_reqs_per_event);
-    add(out, "binding_protocol", "ascii");
+    add(out, "binding_protocol", protocol::protocol_choice_name(protocol_choice()));
     add(out, "maxconns_fast", "yes");
 }
 

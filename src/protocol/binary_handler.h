@@ -1,0 +1,77 @@
+#pragma once
+// BinaryHandler: runs memcached's binary protocol for one connection.
+//
+// It frames requests with binary_parser, maps each opcode onto the engine's
+// operations (the same ones the text protocol uses: no command semantics
+// live here) and encodes the engine's answers as binary responses. Values are
+// not copied into replies: a response points at the item. A storage
+// request's value is copied into the item Engine::prepare_store made as the
+// bytes arrive, so a large value needs no large input buffer.
+//
+// Quiet opcodes (GetQ, SetQ, ...) send nothing on success (GetQ/GetKQ/GATQ/
+// GATKQ: nothing on a miss); errors are always answered, as memcached does.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "engine/engine.h"
+#include "protocol/binary_parser.h"
+#include "protocol/handler.h"
+#include "protocol/output.h"
+#include "protocol/services.h"
+
+namespace memkeep::protocol {
+
+class BinaryHandler : public Handler {
+public:
+    explicit BinaryHandler(HandlerContext context) : ctx_(context) {}
+
+    size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
+    bool close_requested() const override { return close_requested_; }
+
+private:
+    enum class State { kHeader, kValue, kSwallow };
+
+    // The request being answered (what responses echo).
+    struct Current {
+        uint8_t opcode = 0;   // as sent (a quiet variant stays quiet in the reply)
+        uint32_t opaque = 0;
+        uint64_t cas = 0;     // from the request header
+        bool quiet = false;
+    };
+
+    // A storage request whose value is still arriving.
+    struct PendingStore {
+        engine::ItemRef item;
+        size_t filled = 0;
+    };
+
+    void dispatch(const binary::Request& request, Output& out);
+    size_t receive_value(std::string_view input, Output& out);
+
+    void get(const binary::Request& request, Output& out);
+    void begin_store(const binary::Request& request, Output& out);
+    void finish_store(Output& out);
+    void remove(const binary::Request& request, Output& out);
+    void arithmetic(const binary::Request& request, Output& out);
+    void flush(const binary::Request& request, Output& out);
+    void stats(const binary::Request& request, Output& out);
+
+    // A response header for the current request.
+    void header(Output& out, uint16_t status, uint16_t key_length, uint8_t extras_length, uint32_t body_length,
+                uint64_t cas);
+    // An error response (sent even for quiet requests) with memcached's text.
+    void error(Output& out, binary::Status status);
+    // A success response with no extras or key, unless the request is quiet.
+    void success(Output& out, std::string_view body = {}, uint64_t cas = 0);
+
+    HandlerContext ctx_;
+    State state_ = State::kHeader;
+    Current current_;
+    PendingStore pending_;
+    uint64_t swallow_left_ = 0;
+    bool close_requested_ = false;
+};
+
+}  // namespace memkeep::protocol

@@ -2,9 +2,9 @@
 
 memccapable (Debian package libmemcached-tools) runs a fixed list of protocol
 checks against a live server and prints one "[pass]" or "[FAIL]" per check; it
-exits non-zero if any check failed. Only its ASCII checks (-a) run here. With
-MEMKEEP_TEST_TARGET=memcached the same test runs against memcached, where all
-checks pass.
+exits non-zero if any check failed. Its ASCII checks (-a) and its binary
+checks (-b) run here, each in its own test. With MEMKEEP_TEST_TARGET=memcached
+the same tests run against memcached, where all checks pass.
 
 Checks in Debian's libmemcached-tools 1.1: ascii version, quit, verbosity, set,
 set noreply, get, gets, mget, flush, flush noreply, add, add noreply, replace,
@@ -22,6 +22,7 @@ import subprocess
 import pytest
 
 ASCII_CHECKS = 27  # as listed in the docstring
+BINARY_CHECKS = 27
 
 
 def memccapable_binary():
@@ -52,18 +53,26 @@ def parse_results(output):
     return results
 
 
-def test_memccapable_ascii_checks_all_pass(server):
+def run_memccapable(server, mode, expected_checks):
     binary = memccapable_binary()
     # -t: seconds memccapable waits on one I/O operation; the subprocess
     # timeout bounds the whole run in case the server stops answering.
     completed = subprocess.run(
-        [binary, "-h", "127.0.0.1", "-p", str(server.port), "-a", "-t", "10"],
+        [binary, "-h", "127.0.0.1", "-p", str(server.port), mode, "-t", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
     )
     output = completed.stdout.decode(errors="replace")
     results = parse_results(output)
     failed = [name for name, status in results if status != "pass"]
-    assert completed.returncode == 0 and not failed and len(results) == ASCII_CHECKS, (
-        f"memccapable exited {completed.returncode}; failed checks: {failed}; "
-        f"{len(results)} of {ASCII_CHECKS} checks reported. Its output:\n{output}"
+    assert completed.returncode == 0 and not failed and len(results) == expected_checks, (
+        f"memccapable {mode} exited {completed.returncode}; failed checks: {failed}; "
+        f"{len(results)} of {expected_checks} checks reported. Its output:\n{output}"
     )
+
+
+def test_memccapable_ascii_checks_all_pass(server):
+    run_memccapable(server, "-a", ASCII_CHECKS)
+
+
+def test_memccapable_binary_checks_all_pass(server):
+    run_memccapable(server, "-b", BINARY_CHECKS)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Differential testing of the text protocol: memkeep against memcached.
+"""Differential testing of the text and binary protocols: memkeep against memcached.
 
 A seeded generator produces a random sequence of text-protocol commands (every
 storage, retrieval, delete, arithmetic, touch and admin command, plus malformed
@@ -49,11 +49,15 @@ deterministic counters after a run.
 Nothing depends on wall-clock expiry: exptimes are 0, negative, relative and
 at least a day long, or absolute and far in the past or future.
 
+The binary protocol has a mode of its own (BinaryGenerator, run_binary,
+`--binary` on the command line), described where it starts below.
+
 Run as a script for long runs, e.g.
     /usr/bin/python3 tests/integration/differential.py --seed 7 --count 100000 \\
         --target-port 11311 --reference-port 11211
     /usr/bin/python3 tests/integration/differential.py --reference-vs-itself --seed 1 --count 20000
     /usr/bin/python3 tests/integration/differential.py --target-binary build/memkeep --seed 1 --count 20000
+    /usr/bin/python3 tests/integration/differential.py --target-binary build/memkeep --binary --seed 1 --count 20000
 Note: a run starts with `flush_all` on both servers.
 """
 
@@ -63,6 +67,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -955,6 +960,398 @@ def compare_counters(target_address, reference_address, names=DETERMINISTIC_COUN
 
 
 # ---------------------------------------------------------------------------
+# Binary protocol mode (--binary): the same idea for memcached's binary protocol.
+# ---------------------------------------------------------------------------
+#
+# The generator sends every opcode (quiet variants included) with valid and
+# invalid shapes; after each request the runner sends a Noop with an opaque
+# the generator never uses and reads responses up to its reply, so quiet
+# requests that answer nothing and Stat requests that answer many are framed
+# alike. Responses are compared field by field after normalizing CAS values:
+# each server's CAS values are numbered in order of first appearance (both
+# servers give a new CAS at the same points), and a request carrying a CAS
+# gets each server's own value for the ordinal the generator chose.
+# The text mode's cautions apply: values that memcached's incr may parse past
+# their end are kept away from incr/decr, values a decr may have padded are
+# compared without trailing spaces, and nothing depends on the clock.
+
+BIN_HEADER = struct.Struct(">BBHBBHIIQ")
+BIN_BARRIER_OPAQUE = 0xFEEDFACE
+(B_GET, B_SET, B_ADD, B_REPLACE, B_DELETE, B_INCR, B_DECR, B_QUIT, B_FLUSH, B_GETQ, B_NOOP, B_VERSION,
+ B_GETK, B_GETKQ, B_APPEND, B_PREPEND, B_STAT, B_SETQ, B_ADDQ, B_REPLACEQ, B_DELETEQ, B_INCRQ, B_DECRQ,
+ B_QUITQ, B_FLUSHQ, B_APPENDQ, B_PREPENDQ) = range(0x1B)
+B_VERBOSITY, B_TOUCH, B_GAT, B_GATQ, B_SASL_LIST, B_SASL_AUTH, B_SASL_STEP, B_GATK, B_GATKQ = (
+    0x1B, 0x1C, 0x1D, 0x1E, 0x20, 0x21, 0x22, 0x23, 0x24)
+BIN_QUIET = {B_GETQ, B_GETKQ, B_SETQ, B_ADDQ, B_REPLACEQ, B_DELETEQ, B_INCRQ, B_DECRQ, B_QUITQ, B_FLUSHQ,
+             B_APPENDQ, B_PREPENDQ, B_GATQ, B_GATKQ}
+# Keys only the binary protocol can carry.
+BINARY_ONLY_KEYS = [b"sp ace", b"nl\nkey", b"crlf\r\nkey", b"nul\x00key", b"\x80\x81"]
+BIN_EXPTIMES = [0] * 12 + [86400, 100000, 2592000, 2592001, 1_000_000_000, 2_000_000_000, 0xFFFFFFFF]
+SAFE_INITIALS = [0, 0, 1, 10, 99, 4294967296, 2 ** 62]
+BIN_DELTAS = [1, 1, 1, 2, 7, 100, 0, 2 ** 32, 2 ** 63 - 1, 2 ** 64 - 1]
+APPEND_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ!#$%&()*+,-./:;<=>?@[]^_{|}~"
+
+
+def bin_packet(opcode, key=b"", extras=b"", value=b"", opaque=0, cas=0, magic=0x80, body_length=None):
+    body_length = len(extras) + len(key) + len(value) if body_length is None else body_length
+    return BIN_HEADER.pack(magic, opcode, len(key), len(extras), 0, 0, body_length, opaque, cas) + extras + key + value
+
+
+@dataclass
+class BinaryCommand:
+    kind: str
+    opcode: int
+    key: bytes = b""
+    extras: bytes = b""
+    value: bytes = b""
+    opaque: int = 0
+    cas: object = 0            # an int, or a CasRef rendered per server
+    raw: bytes = None          # a hand-made (malformed) packet, sent as is
+    conn: int = 0
+
+    @property
+    def keys(self):
+        return [self.key] if self.key else []
+
+    def render(self, cas_value_of):
+        if self.raw is not None:
+            return self.raw
+        cas = cas_value_of(self.cas.ordinal) if isinstance(self.cas, CasRef) else self.cas
+        return bin_packet(self.opcode, self.key, self.extras, self.value, self.opaque, cas)
+
+
+class BinaryGenerator:
+    """Seeded random binary requests; learns CAS ordinals and counter safety from responses."""
+
+    def __init__(self, seed, profile, connections=3):
+        self.rng = random.Random(seed)
+        self.text = Generator(seed, profile, connections)  # for its value makers
+        self.text.rng = self.rng
+        self.profile = profile
+        self.connections = connections
+        self.cas_seen = collections.defaultdict(list)   # key -> CAS ordinals, oldest first
+        self.maybe_padded = set()
+        self.arith_unsafe = set()
+        self.length_bound = collections.defaultdict(int)
+        kinds = {
+            "set": 14, "add": 4, "replace": 4, "append": 4, "prepend": 3, "cas_store": 8,
+            "get": 14, "touch": 3, "gat": 4, "delete": 6, "incr": 9, "flush": 0.4,
+            "noop": 1, "version": 0.5, "stat": 0.5, "unknown": 1, "malformed": 1.2,
+        }
+        self.kinds, self.weights = list(kinds), list(kinds.values())
+
+    def chance(self, p):
+        return self.rng.random() < p
+
+    def key(self):
+        r = self.rng.random()
+        if r < 0.88:
+            return self.rng.choice(NORMAL_KEYS)
+        if r < 0.95:
+            return self.rng.choice(SPECIAL_KEYS + CONTROL_CHAR_KEYS)
+        return self.rng.choice(BINARY_ONLY_KEYS)
+
+    def opaque(self):
+        return self.rng.choice([0, 1, 0x7FFFFFFF, self.rng.randrange(1, 2 ** 32 - 1)])
+
+    def quiet(self, loud, quiet):
+        return quiet if self.chance(0.3) else loud
+
+    def value_for(self, key, appending=False):
+        if self.chance(self.profile.too_large_rate):
+            return self.text.too_large_value()
+        room = self.profile.safe_value_max - (self.length_bound[key] if appending else 0)
+        if appending:
+            n = max(0, min(room, self.rng.choice([0, 1, 2, 5, 20, 200])))
+            return bytes(self.rng.choice(APPEND_ALPHABET) for _ in range(n))
+        return self.text.value(max_len=max(room, 0))
+
+    def cas_for(self, key):
+        seen = self.cas_seen.get(key)
+        r = self.rng.random()
+        if seen and r < 0.65:
+            return CasRef(seen[-1])
+        if seen and len(seen) > 1 and r < 0.8:
+            return CasRef(self.rng.choice(seen[:-1]))
+        return self.rng.choice([1, 999999999999, 2 ** 64 - 1])
+
+    def next_command(self):
+        kind = self.rng.choices(self.kinds, self.weights)[0]
+        command = getattr(self, "make_" + kind)()
+        command.conn = 0 if self.chance(0.6) else self.rng.randrange(self.connections)
+        return command
+
+    def _store(self, loud, quiet, kind, cas=0):
+        key = self.key()
+        opcode = self.quiet(loud, quiet)
+        if opcode in (B_APPEND, B_APPENDQ, B_PREPEND, B_PREPENDQ):
+            if key in self.maybe_padded:
+                return self._store(B_SET, B_SETQ, "set")
+            return BinaryCommand(kind, opcode, key, b"", self.value_for(key, True), self.opaque(),
+                                 self.cas_for(key) if self.chance(0.15) else 0)
+        extras = struct.pack(">II", self.rng.choice([0] * 8 + [1, 42, 0xFFFFFFFF]), self.rng.choice(BIN_EXPTIMES))
+        return BinaryCommand(kind, opcode, key, extras, self.value_for(key), self.opaque(), cas or 0)
+
+    def make_set(self):
+        return self._store(B_SET, B_SETQ, "set")
+
+    def make_add(self):
+        return self._store(B_ADD, B_ADDQ, "add")
+
+    def make_replace(self):
+        return self._store(B_REPLACE, B_REPLACEQ, "replace")
+
+    def make_append(self):
+        return self._store(B_APPEND, B_APPENDQ, "append")
+
+    def make_prepend(self):
+        return self._store(B_PREPEND, B_PREPENDQ, "prepend")
+
+    def make_cas_store(self):
+        loud, quiet = self.rng.choice([(B_SET, B_SETQ), (B_SET, B_SETQ), (B_ADD, B_ADDQ), (B_REPLACE, B_REPLACEQ)])
+        command = self._store(loud, quiet, "cas")
+        command.cas = self.cas_for(command.key)
+        return command
+
+    def make_get(self):
+        opcode = self.rng.choice([B_GET, B_GET, B_GETK, B_GETQ, B_GETKQ])
+        return BinaryCommand("get", opcode, self.key(), opaque=self.opaque())
+
+    def make_touch(self):
+        return BinaryCommand("touch", B_TOUCH, self.key(), struct.pack(">I", self.rng.choice(BIN_EXPTIMES)),
+                             opaque=self.opaque())
+
+    def make_gat(self):
+        opcode = self.rng.choice([B_GAT, B_GATK, B_GATQ, B_GATKQ])
+        return BinaryCommand("gat", opcode, self.key(), struct.pack(">I", self.rng.choice(BIN_EXPTIMES)),
+                             opaque=self.opaque())
+
+    def make_delete(self):
+        key = self.key()
+        cas = self.cas_for(key) if self.chance(0.2) else 0
+        return BinaryCommand("delete", self.quiet(B_DELETE, B_DELETEQ), key, opaque=self.opaque(), cas=cas)
+
+    def make_incr(self):
+        key = self.rng.choice(NORMAL_KEYS) if self.chance(0.9) else self.key()
+        if key in self.arith_unsafe:
+            safe = [k for k in NORMAL_KEYS if k not in self.arith_unsafe]
+            if not safe:
+                return self.make_get()
+            key = self.rng.choice(safe)
+        opcode = self.rng.choice([B_INCR, B_INCR, B_DECR, B_INCRQ, B_DECRQ])
+        delta = self.rng.choice(BIN_DELTAS)
+        exptime = 0xFFFFFFFF if self.chance(0.3) else self.rng.choice(BIN_EXPTIMES[:-1])
+        extras = struct.pack(">QQI", delta, self.rng.choice(SAFE_INITIALS), exptime)
+        cas = self.cas_for(key) if self.chance(0.1) else 0
+        return BinaryCommand("incr", opcode, key, extras, opaque=self.opaque(), cas=cas)
+
+    def make_flush(self):
+        extras = self.rng.choice([b"", struct.pack(">I", 0)])
+        return BinaryCommand("flush", self.quiet(B_FLUSH, B_FLUSHQ), extras=extras, opaque=self.opaque())
+
+    def make_noop(self):
+        return BinaryCommand("noop", B_NOOP, opaque=self.opaque())
+
+    def make_version(self):
+        return BinaryCommand("version", B_VERSION, opaque=self.opaque())
+
+    def make_stat(self):
+        # Only groups whose answer is the same on both servers.
+        return BinaryCommand("stat", B_STAT, self.rng.choice([b"bogus", b"reset", b"detail", b"x"]),
+                             opaque=self.opaque())
+
+    def make_unknown(self):
+        r = self.rng.random()
+        if r < 0.3:
+            return BinaryCommand("unknown", self.rng.choice([B_SASL_LIST, B_VERBOSITY, 0x1F, 0x30, 0x50, 0xFF]),
+                                 opaque=self.opaque())
+        if r < 0.6:
+            return BinaryCommand("unknown", self.rng.choice([B_SASL_AUTH, B_SASL_STEP]), b"PLAIN",
+                                 value=b"\x00user\x00pass", opaque=self.opaque())
+        # A value and nothing else: both servers skip exactly the body.
+        return BinaryCommand("unknown", self.rng.choice([0x1F, 0x30, 0x50, 0xFF]), value=self.text.text(5),
+                             opaque=self.opaque())
+
+    def make_malformed(self):
+        """Shapes memcached answers with an error and a closed connection."""
+        key = self.rng.choice(NORMAL_KEYS)
+        raw = self.rng.choice([
+            bin_packet(B_GET, key, b"1234"),
+            bin_packet(B_GET, key, value=b"v"),
+            bin_packet(B_SET, key, b"1234", b"v"),
+            bin_packet(B_SET, b"", struct.pack(">II", 0, 0), b"v"),
+            bin_packet(B_INCR, key, b"12345678"),
+            bin_packet(B_DELETE, key, value=b"v"),
+            bin_packet(B_NOOP, key),
+            bin_packet(B_QUIT, value=b"v"),
+            bin_packet(B_FLUSH, extras=b"12"),
+            bin_packet(B_GET, b"K" * 251),
+            bin_packet(B_GET, key, body_length=1) + key[1:],           # key longer than the body
+            # A Noop first, so that a new connection negotiates binary before the bad magic.
+            bin_packet(B_NOOP, opaque=7) + bin_packet(B_NOOP, magic=0x81),
+            bin_packet(B_NOOP, opaque=7) + b"get k01\r\n" + b"\x00" * 20,  # text on a binary connection
+            bin_packet(B_QUIT, opaque=9),
+            bin_packet(B_QUITQ),
+        ])
+        return BinaryCommand("malformed", B_NOOP, raw=raw)
+
+    # -- learning from responses ------------------------------------------------------
+
+    def observe(self, command, responses):
+        for r in responses:
+            if r["cas"] and command.key:
+                seen = self.cas_seen[command.key]
+                if not seen or seen[-1] != r["cas"]:
+                    seen.append(r["cas"])
+                    del seen[:-6]
+        if command.raw is not None or not command.key:
+            if command.kind == "flush" and not any(r["status"] for r in responses):
+                self.maybe_padded.clear()
+                self.arith_unsafe.clear()
+                self.length_bound.clear()
+            return
+        key = command.key
+        errors = [r for r in responses if r["status"] != 0]
+        quiet = command.opcode in BIN_QUIET
+        succeeded = not errors and (quiet or responses)
+        if command.kind in ("set", "add", "replace", "cas"):
+            self.length_bound[key] = len(command.value) if succeeded else max(self.length_bound[key],
+                                                                                len(command.value))
+            if parse_may_overrun(command.value):
+                self.arith_unsafe.add(key)
+            elif succeeded:
+                self.arith_unsafe.discard(key)
+            if succeeded:
+                self.maybe_padded.discard(key)
+        elif command.kind in ("append", "prepend"):
+            self.length_bound[key] += len(command.value)
+        elif command.kind == "incr":
+            if quiet and not errors:
+                self.arith_unsafe.add(key)  # the new value is unknown
+                self.maybe_padded.add(key)
+            for r in responses:
+                if r["status"] == 0 and len(r["value"]) == 8:
+                    number = struct.unpack(">Q", r["value"])[0]
+                    self.maybe_padded.add(key)
+                    self.length_bound[key] = max(self.length_bound[key], len(str(number)))
+                    if number >= 2 ** 63:
+                        self.arith_unsafe.add(key)
+                    else:
+                        self.arith_unsafe.discard(key)
+        elif command.kind == "delete" and not (command.opcode == B_DELETE and not responses):
+            if not errors or errors[0]["status"] == 1:
+                self.maybe_padded.discard(key)
+                self.arith_unsafe.discard(key)
+
+
+class BinaryConnection(Connection):
+    """One socket speaking the binary protocol; exchange ends each request with a Noop barrier."""
+
+    def exchange(self, request):
+        """(responses, status): responses are dicts of header fields and body parts."""
+        self.ensure_open()
+        responses = []
+        try:
+            self.sock.sendall(request + bin_packet(B_NOOP, opaque=BIN_BARRIER_OPAQUE))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while True:
+                header = BIN_HEADER.unpack(self._exact(BIN_HEADER.size))
+                magic, opcode, key_length, extras_length, data_type, status, body_length, opaque, cas = header
+                body = self._exact(body_length)
+                if opcode == B_NOOP and opaque == BIN_BARRIER_OPAQUE and magic == 0x81:
+                    return responses, "ok"
+                responses.append({
+                    "magic": magic, "opcode": opcode, "status": status, "data_type": data_type,
+                    "extras": body[:extras_length], "key": body[extras_length:extras_length + key_length],
+                    "value": body[extras_length + key_length:], "opaque": opaque, "cas": cas,
+                })
+        except ConnectionError:
+            self.close()
+            if self.buf:
+                responses.append({"leftover": self.buf})
+            return responses, "closed"
+        except ReplyTimeout:
+            self.close()
+            return responses, "timeout"
+
+
+class BinarySide(Side):
+    def __init__(self, name, address, connections, timeout):
+        self.name = name
+        self.address = address
+        self.conns = [BinaryConnection(address, timeout) for _ in range(connections)]
+        self.cas = CasNumbering()
+
+    def execute(self, command, maybe_padded=frozenset()):
+        request = command.render(self.cas.cas_value)
+        responses, status = self.conns[command.conn].exchange(request)
+        normalized = []
+        for r in responses:
+            r = dict(r)
+            if "cas" in r and r["cas"]:
+                r["cas"] = self.cas.ordinal(b"", r["cas"])
+            value = r.get("value", b"")
+            if (command.key in maybe_padded and r.get("opcode") in (B_GET, B_GETQ, B_GETK, B_GETKQ, B_GAT, B_GATQ,
+                                                                     B_GATK, B_GATKQ)
+                    and value.endswith(b" ") and value.rstrip(b" ").isdigit()):
+                r["value"] = value.rstrip(b" ")
+            normalized.append(r)
+        return request, responses, normalized, status
+
+
+def describe_binary(responses):
+    return "; ".join(
+        "leftover %r" % r["leftover"] if "leftover" in r else
+        "op=0x%02x st=0x%x ex=%s key=%s val=%s opq=%d cas=%s" % (
+            r["opcode"], r["status"], r["extras"].hex(), clip(r["key"], 60), clip(r["value"], 120), r["opaque"],
+            r["cas"])
+        for r in responses) or "(nothing)"
+
+
+def run_binary(target_address, reference_address, seed, count, profile="default", connections=3,
+               history=8, timeout=10.0, trace=None, reproduce_hint=""):
+    """Binary-protocol differential run; stops at the first difference."""
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    generator = BinaryGenerator(seed, profile, connections)
+    target = BinarySide("target", target_address, connections, timeout)
+    reference = BinarySide("reference", reference_address, connections, timeout)
+    recent = collections.deque(maxlen=history)
+    flush = BinaryCommand("flush", B_FLUSH)
+    try:
+        for side in (target, reference):
+            _, _, normalized, status = side.execute(flush)
+            if status != "ok" or [r["status"] for r in normalized] != [0]:
+                return RunResult(False, 0, f"{side.name} {side.address}: binary Flush before the run failed: "
+                                           f"{describe_binary(normalized)}")
+        for index in range(count):
+            command = generator.next_command()
+            t_request, _, t_norm, t_status = target.execute(command, generator.maybe_padded)
+            r_request, _, r_norm, r_status = reference.execute(command, generator.maybe_padded)
+            if trace:
+                trace(f"#{index} [conn {command.conn}] {clip(r_request, 300)} -> {describe_binary(r_norm)}")
+            if t_norm != r_norm or t_status != r_status or "timeout" in (t_status, r_status):
+                lines = [f"binary differential mismatch at command #{index} of {count} "
+                         f"(seed {seed}, profile {profile.name}, connection {command.conn})"]
+                if reproduce_hint:
+                    lines.append(f"reproduce: {reproduce_hint}")
+                lines.append(f"request:          {clip(r_request)}")
+                lines.append(f"target reply:     [{t_status}] {describe_binary(t_norm)}")
+                lines.append(f"reference reply:  [{r_status}] {describe_binary(r_norm)}")
+                lines.append(f"preceding {len(recent)} commands (request -> reference reply):")
+                for i, conn, request, reply in recent:
+                    lines.append(f"  #{i} [conn {conn}] {clip(request, 300)} -> {reply}")
+                return RunResult(False, index, "\n".join(lines))
+            generator.observe(command, r_norm)
+            recent.append((index, command.conn, r_request, describe_binary(r_norm)))
+        return RunResult(True, count)
+    finally:
+        target.close()
+        reference.close()
+
+
+# ---------------------------------------------------------------------------
 # Starting servers (script mode) and the command line.
 # ---------------------------------------------------------------------------
 
@@ -1031,6 +1428,7 @@ def main(argv=None):
     parser.add_argument("--reference-vs-itself", action="store_true",
                         help="self-check: start two memcacheds and compare them (must always agree)")
     parser.add_argument("--counters", action="store_true", help="also compare deterministic stats counters")
+    parser.add_argument("--binary", action="store_true", help="send binary-protocol traffic instead of text")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply before giving up")
     parser.add_argument("--trace", action="store_true", help="print every request and reply")
     parser.add_argument("--exclude", action="append", default=[], choices=sorted(CATEGORIES),
@@ -1065,9 +1463,14 @@ def main(argv=None):
                     f"--profile {profile.name} --connections {opts.connections}"
                     + "".join(f" --exclude {c}" for c in opts.exclude))
             began = time.monotonic()
-            result = run(target_address, reference_address, seed, opts.count, profile, opts.connections,
-                         timeout=opts.timeout, trace=print if opts.trace else None, reproduce_hint=hint,
-                         exclude=opts.exclude)
+            if opts.binary:
+                result = run_binary(target_address, reference_address, seed, opts.count, profile, opts.connections,
+                                    timeout=opts.timeout, trace=print if opts.trace else None,
+                                    reproduce_hint=hint + " --binary")
+            else:
+                result = run(target_address, reference_address, seed, opts.count, profile, opts.connections,
+                             timeout=opts.timeout, trace=print if opts.trace else None, reproduce_hint=hint,
+                             exclude=opts.exclude)
             took = time.monotonic() - began
             if result.ok:
                 print(f"seed {seed}: {result.commands_run} commands agree ({took:.1f}s)")

@@ -1,4 +1,4 @@
-"""Differential tests: the same random text-protocol traffic to memkeep and memcached.
+"""Differential tests: the same random text- and binary-protocol traffic to memkeep and memcached.
 
 The generator and runner live in differential.py (also a script for long runs).
 Each test starts the server under test (build/memkeep, or memcached when
@@ -8,7 +8,8 @@ each, and compares every reply after normalizing CAS numbers and the version
 string. A failure names the seed, the first differing request, both replies and
 the commands before it; rerun it with
     /usr/bin/python3 tests/integration/differential.py --target-binary build/memkeep --seed N --count M --profile P
-and add `--exclude control-keys --exclude quirks` to look past known differences.
+and add `--exclude control-keys --exclude quirks` to look past known differences
+(`--binary` for the binary-protocol tests).
 """
 
 import pytest
@@ -51,6 +52,26 @@ def test_replies_match_memcached(server_factory, profile, seed):
     target, reference = start_pair(server_factory, profile)
     result = differential.run(address(target), address(reference), seed, COMMANDS_PER_SEED, profile,
                               reproduce_hint=reproduce_hint(seed, profile))
+    assert result.ok, "\n" + result.message
+
+
+@pytest.mark.parametrize("profile, seed", [("default", 1), ("default", 2), ("small-items", 1)])
+def test_binary_replies_match_memcached(server_factory, profile, seed):
+    """The binary protocol: every opcode, quiet variants, CAS, errors that close the connection."""
+    target, reference = start_pair(server_factory, profile)
+    result = differential.run_binary(address(target), address(reference), seed, COMMANDS_PER_SEED, profile,
+                                     reproduce_hint=reproduce_hint(seed, profile) + " --binary")
+    assert result.ok, "\n" + result.message
+
+
+def test_binary_reference_agrees_with_itself(server_factory):
+    """Self-check of the binary harness: memcached against memcached never differs."""
+    flags = differential.PROFILES["default"].reference_args
+    first = server_factory(flags, binary=MEMCACHED_BIN, target="memcached")
+    second = server_factory(flags, binary=MEMCACHED_BIN, target="memcached")
+    for server in (first, second):
+        differential.OutputDrain(server.proc.stdout, server.proc.stderr)
+    result = differential.run_binary(address(first), address(second), 13, COMMANDS_PER_SEED, "default")
     assert result.ok, "\n" + result.message
 
 

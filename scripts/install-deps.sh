@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake g++ clang libclang-rt-14-dev
-  libcli11-dev libfmt-dev libxxhash-dev libgtest-dev
+  libcli11-dev libfmt-dev libxxhash-dev libgtest-dev librocksdb-dev
   python3 python3-pytest python3-pymemcache
   memcached libmemcached-tools
 )

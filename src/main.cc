@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -15,26 +18,51 @@
 
 namespace {
 
+// With -d the work happens in a detached child; it reports to the parent
+// through this pipe ("" = ready, else the error), so a data dir or port
+// that cannot be used still gives the person who started us a message and
+// a non-zero exit.
+int report_fd = -1;
+
 int fail(const std::string& message) {
     std::fprintf(stderr, "memkeep: %s\n", message.c_str());
+    if (report_fd >= 0) {
+        [[maybe_unused]] ssize_t n = ::write(report_fd, message.data(), message.size());
+        ::close(report_fd);
+    }
     return 1;
 }
 
-// Detaches from the terminal the way memcached's -d does.
+// Detaches from the terminal the way memcached's -d does. Returns only in
+// the child; the parent exits with the child's startup result.
 bool daemonize() {
+    int pipe_fds[2];
+    if (::pipe(pipe_fds) != 0) return false;
     pid_t pid = ::fork();
     if (pid < 0) return false;
-    if (pid > 0) ::_exit(0);
+    if (pid > 0) {
+        ::close(pipe_fds[1]);
+        std::string message;
+        char buffer[512];
+        ssize_t n;
+        while ((n = ::read(pipe_fds[0], buffer, sizeof(buffer))) > 0) message.append(buffer, static_cast<size_t>(n));
+        // The child closes the pipe once it serves (success) or after writing its error.
+        ::_exit(message.empty() ? 0 : 1);
+    }
+    ::close(pipe_fds[0]);
+    report_fd = pipe_fds[1];
     if (::setsid() < 0) return false;
     if (::chdir("/") != 0) return false;
-    int null_fd = ::open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-        ::dup2(null_fd, STDIN_FILENO);
-        ::dup2(null_fd, STDOUT_FILENO);
-        ::dup2(null_fd, STDERR_FILENO);
-        if (null_fd > STDERR_FILENO) ::close(null_fd);
-    }
     return true;
+}
+
+void detach_stdio() {
+    int null_fd = ::open("/dev/null", O_RDWR);
+    if (null_fd < 0) return;
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::dup2(null_fd, STDERR_FILENO);
+    if (null_fd > STDERR_FILENO) ::close(null_fd);
 }
 
 bool drop_privileges(const std::string& user, std::string* error) {
@@ -62,17 +90,31 @@ int main(int argc, char** argv) {
         case memkeep::server::ParseOutcome::kRun: break;
     }
     ::signal(SIGPIPE, SIG_IGN);
+    // Daemonize before any thread exists (the store starts threads).
+    if (config.daemonize && !daemonize()) return fail("failed to daemonize");
+    // SIGTERM/SIGINT are taken by the server's signalfd; block them before
+    // any thread starts so that every thread inherits the mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     memkeep::server::Server server(config);
     std::string error;
+    if (!server.open_storage(&error)) return fail(error);
     if (!server.open_listeners(&error)) return fail(error);
-    if (config.daemonize && !daemonize()) return fail("failed to daemonize");
     if (!config.pidfile.empty()) {
         std::ofstream pidfile(config.pidfile);
         if (!pidfile) return fail("could not open the pid file " + config.pidfile);
         pidfile << ::getpid() << "\n";
     }
     if (!drop_privileges(config.user, &error)) return fail(error);
+    if (report_fd >= 0) {
+        detach_stdio();
+        ::close(report_fd);  // ready: the parent exits 0
+        report_fd = -1;
+    }
     int code = server.run();
     if (!config.pidfile.empty()) ::unlink(config.pidfile.c_str());
     return code;

@@ -104,7 +104,9 @@ struct alignas(64) Cache::Shard {
 };
 
 Cache::Cache(Options options)
-    : budget_(options.memory_limit), evictions_enabled_(options.evictions_enabled) {
+    : budget_(options.memory_limit),
+      evictions_enabled_(options.evictions_enabled),
+      on_evict_(std::move(options.on_evict)) {
     for (auto& shard : shards_) shard = new Shard();
 }
 
@@ -211,6 +213,7 @@ bool Cache::evict_one(Shard& shard, int64_t now) {
             } else {
                 shard.evictions.add(1);
                 if (!item->has(kItemFetched)) shard.evicted_unfetched.add(1);
+                if (on_evict_) on_evict_(*item);
                 shard.unlink_item(item, budget_);
                 return true;
             }

@@ -17,6 +17,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,9 @@ public:
     struct Options {
         size_t memory_limit = 64u << 20;
         bool evictions_enabled = true;
+        // Called with a live item about to be evicted (its shard locked): the
+        // overflow tier keeps it. Must not take cache locks or block.
+        std::function<void(const Item&)> on_evict;
     };
 
     explicit Cache(Options options);
@@ -106,6 +110,7 @@ private:
 
     MemoryBudget budget_;
     bool evictions_enabled_;
+    std::function<void(const Item&)> on_evict_;
     std::atomic<size_t> eviction_cursor_{0};
     std::array<Shard*, kShardCount> shards_{};
 };

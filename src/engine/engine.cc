@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include "storage/backend.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -36,9 +38,109 @@ constexpr size_t kMemcachedItemHeader = 48;
 
 }  // namespace
 
-Engine::Engine(const EngineConfig& config)
-    : config_(config),
-      cache_(Cache::Options{config.memory_limit, config.evictions_enabled}) {}
+// Waits, when it goes out of scope (after the slot locks are released), for
+// the writes of one command to be as durable as the fsync policy promises.
+class Engine::DurabilityWait {
+public:
+    explicit DurabilityWait(storage::Backend* backend) : backend_(backend) {}
+    ~DurabilityWait() {
+        if (backend_ && ticket_) backend_->wait_durable(ticket_);
+    }
+    void add(uint64_t ticket) { ticket_ = std::max(ticket_, ticket); }
+
+private:
+    storage::Backend* backend_;
+    uint64_t ticket_ = 0;
+};
+
+namespace {
+constexpr const char* kClockMeta = "clock";
+constexpr const char* kPendingFlushMeta = "pending_flush_at";
+}  // namespace
+
+Cache::Options Engine::cache_options() const {
+    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}};
+    if (overflow()) {
+        // Evicted items go to the disk tier instead of being lost.
+        options.on_evict = [backend = backend_](const Item& item) {
+            backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
+        };
+    }
+    return options;
+}
+
+Engine::Engine(const EngineConfig& config, storage::Backend* backend)
+    : config_(config), backend_(backend), cache_(cache_options()) {
+    if (durable()) {
+        // Versions issued after a restart must order after every stored one.
+        std::string saved;
+        if (backend_->get_meta(kClockMeta, &saved)) clock_.observe(std::strtoull(saved.c_str(), nullptr, 10));
+        if (backend_->get_meta(kPendingFlushMeta, &saved)) {
+            pending_flush_at_.store(std::strtoll(saved.c_str(), nullptr, 10));
+        }
+    }
+}
+
+void Engine::save_state() {
+    if (durable()) backend_->put_meta(kClockMeta, std::to_string(clock_.next()));
+}
+
+uint64_t Engine::persist(const Item& item) {
+    if (!durable()) return 0;
+    return backend_->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
+}
+
+uint64_t Engine::persist_removal(std::string_view key) {
+    // Durable: the removal is written through. Overflow: a copy of the key
+    // on disk is now stale and must not come back.
+    if (!durable() && !overflow()) return 0;
+    return backend_->remove(key);
+}
+
+bool Engine::link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability) {
+    Item* linked = item.get();
+    slot.link(std::move(item));
+    if (overflow()) persist_removal(linked->key());  // an older copy on disk is stale now
+    if (!durable()) return true;
+    uint64_t ticket = persist(*linked);
+    if (ticket == 0) {
+        // Not in the store, so not acknowledged: RAM must not serve it either.
+        slot.unlink(linked);
+        return false;
+    }
+    durability.add(ticket);
+    return true;
+}
+
+Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats) {
+    Item* item = slot->find(now);
+    if (item || !backend_) return item;
+    // Not in RAM: read the store. Writes to the store happen under the key's
+    // slot lock, so what we read here is the key's current version; it is
+    // linked only if it is still current once the memory for it is found
+    // (allocation may evict, which takes other locks, so it runs unlocked).
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        storage::Record record;
+        if (!backend_->get(key, &record) || is_expired(record.exptime, now)) return nullptr;
+        slot.reset();
+        ItemRef loaded = cache_.allocate(key, record.value.size(), record.client_flags, record.exptime);
+        slot.emplace(cache_.lock(key));
+        if ((item = slot->find(now))) return item;  // linked meanwhile
+        if (!loaded) return nullptr;
+        storage::Record now_stored;
+        if (!backend_->get(key, &now_stored)) return nullptr;  // removed meanwhile
+        if (now_stored.cas != record.cas) continue;            // changed meanwhile
+        if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
+        loaded->cas = record.cas;
+        loaded->last_access = static_cast<uint32_t>(now);
+        clock_.observe(record.cas);
+        stats.disk_loads.add();
+        item = loaded.get();
+        slot->link(std::move(loaded));
+        return item;
+    }
+    return nullptr;
+}
 
 void Engine::set_memory_limit(size_t bytes) {
     config_.memory_limit = bytes;
@@ -60,6 +162,11 @@ void Engine::apply_due_flush() {
     due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || unix_now() < due) return;
     cache_.clear();
+    if (durable()) {
+        backend_->wait_durable(backend_->remove_all());
+        backend_->put_meta(kPendingFlushMeta, "0");
+    }
+    if (overflow()) backend_->remove_all();
     pending_flush_at_.store(0, std::memory_order_release);
 }
 
@@ -67,8 +174,9 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     apply_due_flush();
     int64_t now = unix_now();
     FetchResult result;
+    DurabilityWait durability(backend_);
     std::optional<Cache::Slot> slot(cache_.lock(request.key));
-    Item* item = slot->find(now);
+    Item* item = lookup(slot, request.key, now, stats);
     if (!item && slot->expired()) stats.get_expired.add();
 
     if (!item && request.vivify_exptime) {
@@ -83,6 +191,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
             if (request.key_binary) stub->state |= kItemKeyBinary;
             item = stub.get();
             slot->link(std::move(stub));
+            durability.add(persist(*item));
             result.created = true;
         }
     }
@@ -101,7 +210,10 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     result.was_fetched = item->has(kItemFetched);
     result.last_access = item->last_access;
     result.previous_exptime = result.created ? 0 : item->exptime;
-    if (touching) item->exptime = expiry(*request.touch_exptime);
+    if (touching) {
+        item->exptime = expiry(*request.touch_exptime);
+        durability.add(persist(*item));
+    }
 
     bool won = result.created;
     if (request.recache_below && !item->has(kItemTokenSent) && !result.created && item->exptime != 0 &&
@@ -126,14 +238,15 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
 FetchResult Engine::inspect(std::string_view key) {
     apply_due_flush();
     FetchResult result;
-    auto slot = cache_.lock(key);
-    Item* item = slot.find(unix_now());
+    OpStats unused;
+    std::optional<Cache::Slot> slot(cache_.lock(key));
+    Item* item = lookup(slot, key, unix_now(), unused);
     if (!item) return result;
     result.was_fetched = item->has(kItemFetched);
     result.last_access = item->last_access;
     result.exptime = item->exptime;
     result.cas = item->cas;
-    result.item = slot.share(item);
+    result.item = slot->share(item);
     return result;
 }
 
@@ -151,8 +264,10 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
         prepared.status = StoreStatus::kNoMemory;
     }
     if (drop_old_on_failure) {
+        DurabilityWait durability(backend_);
         auto slot = cache_.lock(key);
         slot.unlink(slot.find(unix_now()));
+        durability.add(persist_removal(key));
     }
     return prepared;
 }
@@ -178,9 +293,12 @@ StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& st
     bool cas_mode = request.compare_cas &&
                     (request.mode == StoreMode::kSet || request.mode == StoreMode::kReplace);
 
+    DurabilityWait durability(backend_);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(key));
-        Item* old = slot->find(now);
+        // A plain set does not depend on the old version: no need to load it.
+        bool plain_set = request.mode == StoreMode::kSet && !cas_mode;
+        Item* old = plain_set ? slot->find(now) : lookup(slot, key, now, stats);
 
         if (cas_mode) {
             if (!old) {
@@ -235,15 +353,15 @@ StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& st
                 if (slot->find(now) != current.get() && attempt < 8) continue;
                 combined->cas = request.explicit_cas.value_or(next_cas());
                 combined->last_access = static_cast<uint32_t>(now);
-                StoreResult result{StoreStatus::kStored, combined->cas, combined.share()};
-                slot->link(std::move(combined));
+                StoreResult result{StoreStatus::kStored, combined->cas};
+                if (!link_new_version(*slot, std::move(combined), durability)) return {StoreStatus::kStorageError};
                 return result;
             }
         }
 
         item->cas = request.explicit_cas.value_or(next_cas());
-        StoreResult result{StoreStatus::kStored, item->cas, item.share()};
-        slot->link(std::move(item));
+        StoreResult result{StoreStatus::kStored, item->cas};
+        if (!link_new_version(*slot, std::move(item), durability)) return {StoreStatus::kStorageError};
         return result;
     }
 }
@@ -256,9 +374,10 @@ void Engine::discard_store(ItemRef item, OpStats& stats) {
 DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
     apply_due_flush();
     int64_t now = unix_now();
+    DurabilityWait durability(backend_);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
-        Item* item = slot->find(now);
+        Item* item = lookup(slot, request.key, now, stats);
         if (!item) {
             stats.delete_misses.add();
             return DeleteStatus::kNotFound;
@@ -291,10 +410,12 @@ DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64
             }
             item->cas = request.explicit_cas.value_or(next_cas());
             if (new_cas) *new_cas = item->cas;
+            durability.add(persist(*item));
             return DeleteStatus::kDeleted;
         }
         stats.delete_hits.add();
         slot->unlink(item);
+        durability.add(persist_removal(request.key));
         return DeleteStatus::kDeleted;
     }
 }
@@ -305,9 +426,10 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
     StatCounter& hits = request.increment ? stats.incr_hits : stats.decr_hits;
     StatCounter& misses = request.increment ? stats.incr_misses : stats.decr_misses;
 
+    DurabilityWait durability(backend_);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
-        Item* item = slot->find(now);
+        Item* item = lookup(slot, request.key, now, stats);
         if (!item) {
             if (!request.vivify_exptime) {
                 misses.add();
@@ -326,8 +448,10 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
             }
             created->cas = request.explicit_cas.value_or(next_cas());
             created->last_access = static_cast<uint32_t>(now);
-            ArithmeticResult result{ArithmeticStatus::kOk, request.initial, created.share(), true};
-            slot->link(std::move(created));
+            ArithmeticResult result{ArithmeticStatus::kOk, request.initial, true};
+            result.cas = created->cas;
+            result.exptime = created->exptime;
+            if (!link_new_version(*slot, std::move(created), durability)) return {ArithmeticStatus::kStorageError};
             return result;
         }
         // memcached (do_add_delta) finds an empty value non-numeric before it
@@ -358,9 +482,11 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
         updated->cas = request.explicit_cas.value_or(next_cas());
         updated->last_access = static_cast<uint32_t>(now);
         updated->state |= current->state & kItemFetched;
-        ArithmeticResult result{ArithmeticStatus::kOk, value, updated.share(), false};
+        ArithmeticResult result{ArithmeticStatus::kOk, value, false};
+        result.cas = updated->cas;
+        result.exptime = updated->exptime;
         result.previous_exptime = current->exptime;
-        slot->link(std::move(updated));
+        if (!link_new_version(*slot, std::move(updated), durability)) return {ArithmeticStatus::kStorageError};
         return result;
     }
 }
@@ -369,8 +495,9 @@ TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats)
     apply_due_flush();
     int64_t now = unix_now();
     stats.cmd_touch.add();
-    auto slot = cache_.lock(key);
-    Item* item = slot.find(now);
+    DurabilityWait durability(backend_);
+    std::optional<Cache::Slot> slot(cache_.lock(key));
+    Item* item = lookup(slot, key, now, stats);
     if (!item) {
         stats.touch_misses.add();
         return TouchStatus::kNotFound;
@@ -378,6 +505,7 @@ TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats)
     stats.touch_hits.add();
     item->exptime = expiry(exptime);
     Cache::Slot::mark_used(item, now);
+    durability.add(persist(*item));
     return TouchStatus::kTouched;
 }
 
@@ -387,11 +515,18 @@ void Engine::flush_all(int64_t delay, OpStats& stats) {
     if (delay <= 0) {
         pending_flush_at_.store(0, std::memory_order_release);
         cache_.clear();
+        if (durable()) {
+            backend_->wait_durable(backend_->remove_all());
+            backend_->put_meta(kPendingFlushMeta, "0");
+        }
+        if (overflow()) backend_->remove_all();
         return;
     }
     int64_t now = unix_now();
     int64_t when = delay > kMaxRelativeExptime ? delay : now + delay;
     pending_flush_at_.store(when, std::memory_order_release);
+    // A delayed flush survives a restart: the store keeps when it is due.
+    if (durable()) backend_->put_meta(kPendingFlushMeta, std::to_string(when));
 }
 
 void Engine::run_maintenance() {

@@ -20,13 +20,25 @@
 #include "engine/item.h"
 #include "engine/op_stats.h"
 
+namespace memkeep::storage {
+class Backend;
+}
+
 namespace memkeep::engine {
+
+// Where items live beyond RAM (--storage).
+enum class StorageMode {
+    kMemory,    // RAM only: a cache (memcached)
+    kDurable,   // every write is in the store before it is acknowledged; RAM caches it
+    kOverflow,  // items evicted from RAM go to a disk tier and are served from there
+};
 
 struct EngineConfig {
     size_t memory_limit = 64u << 20;
     size_t max_item_size = 1u << 20;   // -I: the largest item memcached would accept
     bool evictions_enabled = true;     // -M turns this off
     bool cas_enabled = true;           // -C turns this off
+    StorageMode storage_mode = StorageMode::kMemory;
 };
 
 // ---- Retrieval: get, gets, gat, gats, mg --------------------------------------
@@ -57,7 +69,7 @@ struct FetchResult {
 
 enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend };
 
-enum class StoreStatus { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
+enum class StoreStatus { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory, kStorageError };
 
 struct StoreRequest {
     StoreMode mode = StoreMode::kSet;
@@ -69,11 +81,9 @@ struct StoreRequest {
 };
 
 struct StoreResult {
-    StoreResult(StoreStatus status, uint64_t cas = 0, ItemRef item = {})
-        : status(status), cas(cas), item(std::move(item)) {}
+    StoreResult(StoreStatus status, uint64_t cas = 0) : status(status), cas(cas) {}
     StoreStatus status;
     uint64_t cas = 0;   // the stored item's CAS
-    ItemRef item;       // the stored item, when stored
 };
 
 // ---- Delete, arithmetic, touch --------------------------------------------------
@@ -89,7 +99,7 @@ struct DeleteRequest {
     bool empty_value = false;               // md x: replace the value with an empty one
 };
 
-enum class ArithmeticStatus { kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored };
+enum class ArithmeticStatus { kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored, kStorageError };
 
 struct ArithmeticRequest {
     std::string_view key;
@@ -104,12 +114,13 @@ struct ArithmeticRequest {
 };
 
 struct ArithmeticResult {
-    ArithmeticResult(ArithmeticStatus status, uint64_t value = 0, ItemRef item = {}, bool created = false)
-        : status(status), value(value), item(std::move(item)), created(created) {}
+    ArithmeticResult(ArithmeticStatus status, uint64_t value = 0, bool created = false)
+        : status(status), value(value), created(created) {}
     ArithmeticStatus status;
     uint64_t value = 0;
-    ItemRef item;        // the resulting item, when kOk
     bool created = false;
+    uint64_t cas = 0;               // the resulting item's, when kOk
+    uint32_t exptime = 0;           // the resulting item's, when kOk
     uint32_t previous_exptime = 0;  // before a T flag changed it
 };
 
@@ -117,7 +128,8 @@ enum class TouchStatus { kTouched, kNotFound };
 
 class Engine {
 public:
-    explicit Engine(const EngineConfig& config);
+    // `backend` (not owned) is required for the durable and overflow modes.
+    explicit Engine(const EngineConfig& config, storage::Backend* backend = nullptr);
 
     FetchResult fetch(const FetchRequest& request, OpStats& stats);
     // Looks an item up without counting, bumping or changing it (meta `me`).
@@ -161,13 +173,34 @@ public:
     const EngineConfig& config() const { return config_; }
     void set_memory_limit(size_t bytes);
 
+    // Saves what must survive a restart beyond the items (clock high-water
+    // mark); called by the maintenance tick and at shutdown.
+    void save_state();
+
 private:
+    class DurabilityWait;
+
     uint64_t next_cas();
+    // The live item for the slot's key: from RAM, or loaded from the store in
+    // the durable mode (the slot lock may be released and taken again).
+    Item* lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats);
+    // Write-through of the item's current version / of the key's removal;
+    // called with the key's slot locked, so the store sees a key's versions in
+    // the order the cache does. Return a durability ticket (0: nothing written).
+    uint64_t persist(const Item& item);
+    uint64_t persist_removal(std::string_view key);
+    // Links a new version and writes it through; false (and nothing linked)
+    // when the durable store refused the write.
+    bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability);
+    bool durable() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kDurable; }
+    bool overflow() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kOverflow; }
+    Cache::Options cache_options() const;
     uint32_t expiry(int64_t exptime) const { return absolute_expiry(exptime, unix_now()); }
     void apply_due_flush();
     ItemRef copy_item(const Item& source, std::string_view new_value, uint32_t exptime);
 
     EngineConfig config_;
+    storage::Backend* backend_;
     Cache cache_;
     VersionClock clock_;
     std::mutex flush_mutex_;

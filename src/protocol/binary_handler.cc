@@ -226,6 +226,7 @@ void BinaryHandler::finish_store(Output& out) {
         case engine::StoreStatus::kStored: return success(out, {}, result.cas);
         case engine::StoreStatus::kExists: return error(out, kKeyExists);
         case engine::StoreStatus::kNotFound: return error(out, kKeyNotFound);
+        case engine::StoreStatus::kStorageError: return error(out, kInternalError);  // the durable store failed
         case engine::StoreStatus::kNotStored:
         case engine::StoreStatus::kTooLarge:
         case engine::StoreStatus::kNoMemory:
@@ -268,7 +269,7 @@ void BinaryHandler::arithmetic(const Request& request, Output& out) {
         case engine::ArithmeticStatus::kOk: {
             char value[8];
             put_u64(value, result.value);
-            return success(out, std::string_view(value, 8), result.item ? result.item->cas : 0);
+            return success(out, std::string_view(value, 8), result.cas);
         }
         case engine::ArithmeticStatus::kNotFound: return error(out, kKeyNotFound);
         case engine::ArithmeticStatus::kNonNumeric: return error(out, kNonNumeric);

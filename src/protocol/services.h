@@ -26,6 +26,8 @@ public:
     // -vv: logs one request line of connection `fd` ("<fd line").
     virtual void log_request(int fd, std::string_view line) = 0;
     virtual bool verbose_requests() const = 0;
+    // The `backup [name]` admin command: the reply line.
+    virtual std::string admin_backup(std::string_view name) = 0;
 };
 
 // Everything a connection's protocol handler works with.

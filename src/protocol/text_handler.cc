@@ -15,6 +15,8 @@ using engine::StoreStatus;
 
 namespace {
 
+constexpr std::string_view kStorageWriteFailed = "SERVER_ERROR storage write failed";
+
 StoreMode store_mode(TextCommand command) {
     switch (command) {
         case TextCommand::kAdd: return StoreMode::kAdd;
@@ -33,6 +35,7 @@ std::string_view store_reply(StoreStatus status) {
         case StoreStatus::kNotFound: return "NOT_FOUND";
         case StoreStatus::kTooLarge: return "SERVER_ERROR object too large for cache";
         case StoreStatus::kNoMemory: return "SERVER_ERROR out of memory storing object";
+        case StoreStatus::kStorageError: return kStorageWriteFailed;
     }
     return "SERVER_ERROR unknown store status";
 }
@@ -208,6 +211,12 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
         case TextCommand::kStats: return stats(out);
         case TextCommand::kShutdown: return out.append("ERROR: shutdown not enabled\r\n");
         case TextCommand::kCacheMemlimit: return cache_memlimit(out);
+        case TextCommand::kBackup: {
+            // Admin: `backup [name]` writes a checkpoint of the durable store.
+            if (request_.tokens.size() > 2) return out.append("ERROR\r\n");
+            out.append(ctx_.server.admin_backup(request_.tokens.size() == 2 ? request_.tokens[1] : ""));
+            return out.append("\r\n");
+        }
         case TextCommand::kMetaGet: return meta_get(out);
         case TextCommand::kMetaSet: return meta_set_begin(line, out);
         case TextCommand::kMetaDelete: return meta_delete(out);
@@ -305,6 +314,7 @@ void TextHandler::arithmetic(Output& out) {
             out.append_number(result.value);
             return out.append("\r\n");
         case engine::ArithmeticStatus::kNotFound: return reply(out, "NOT_FOUND");
+        case engine::ArithmeticStatus::kStorageError: return reply(out, kStorageWriteFailed);
         case engine::ArithmeticStatus::kNonNumeric:
             return reply(out, "CLIENT_ERROR cannot increment or decrement non-numeric value");
         default: return reply(out, "SERVER_ERROR out of memory");
@@ -457,6 +467,10 @@ void TextHandler::meta_set_finish(Output& out, bool chunk_ok) {
         store.vivify_exptime = meta_.vivify_ttl;  // N: append to a missing key creates it
     }
     auto result = ctx_.engine.store(store, std::move(pending_.item), ctx_.stats);
+    if (result.status == StoreStatus::kStorageError) {
+        out.append(kStorageWriteFailed);
+        return out.append("\r\n");
+    }
     if (meta_.quiet && result.status == StoreStatus::kStored) return;
     out.append(meta_store_code(result.status));
     for (const MetaFlag& flag : meta_.flags) {
@@ -521,6 +535,7 @@ void TextHandler::meta_arithmetic(Output& out) {
         case engine::ArithmeticStatus::kNonNumeric:
             return error("CLIENT_ERROR cannot increment or decrement non-numeric value");
         case engine::ArithmeticStatus::kNoMemory: return error("SERVER_ERROR out of memory");
+        case engine::ArithmeticStatus::kStorageError: return error(kStorageWriteFailed);
         case engine::ArithmeticStatus::kNotFound:
         case engine::ArithmeticStatus::kExists:
         case engine::ArithmeticStatus::kNotStored:
@@ -543,10 +558,10 @@ void TextHandler::meta_arithmetic(Output& out) {
         switch (flag.letter) {
             case 'T': ttl_changed = true; break;
             case 'N': ttl_changed = ttl_changed || result.created; break;
-            case 'c': out.append(" c"); out.append_number(result.item->cas); break;
+            case 'c': out.append(" c"); out.append_number(result.cas); break;
             case 't':
                 out.append(" t");
-                out.append_signed(remaining_ttl(ttl_changed || result.created ? result.item->exptime
+                out.append_signed(remaining_ttl(ttl_changed || result.created ? result.exptime
                                                                               : result.previous_exptime));
                 break;
             case 'O': out.append(" O"); out.append(flag.token); break;

@@ -43,7 +43,7 @@ constexpr CommandName kCommands[] = {
     {"flush_all", TextCommand::kFlushAll}, {"version", TextCommand::kVersion},
     {"verbosity", TextCommand::kVerbosity}, {"quit", TextCommand::kQuit},
     {"stats", TextCommand::kStats},      {"shutdown", TextCommand::kShutdown},
-    {"cache_memlimit", TextCommand::kCacheMemlimit},
+    {"cache_memlimit", TextCommand::kCacheMemlimit}, {"backup", TextCommand::kBackup},
     {"mg", TextCommand::kMetaGet},       {"ms", TextCommand::kMetaSet},
     {"md", TextCommand::kMetaDelete},    {"ma", TextCommand::kMetaArithmetic},
     {"mn", TextCommand::kMetaNoop},      {"me", TextCommand::kMetaDebug},

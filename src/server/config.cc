@@ -31,13 +31,14 @@ int fail(const std::string& message) {
 }
 }  // namespace
 
-bool parse_size(const std::string& text, size_t* bytes) {
+bool parse_size(const std::string& text, uint64_t* bytes) {
     if (text.empty()) return false;
     size_t multiplier = 1;
     std::string digits = text;
     char last = digits.back();
     if (last == 'k' || last == 'K') multiplier = 1024;
     if (last == 'm' || last == 'M') multiplier = 1024 * 1024;
+    if (last == 'g' || last == 'G') multiplier = 1024 * 1024 * 1024;
     if (multiplier != 1) digits.pop_back();
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 12) {
         return false;
@@ -78,6 +79,18 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("-B,--protocol", config->protocol,
                    "protocol: auto (each connection's first byte decides), ascii or binary (default: auto)")
         ->check(CLI::IsMember({"auto", "ascii", "binary"}));
+
+    app.add_option("--storage", config->storage,
+                   "memory (default: a cache), durable (every write on disk before it is acknowledged) "
+                   "or overflow (items evicted from RAM go to disk)")
+        ->check(CLI::IsMember({"memory", "durable", "overflow"}));
+    app.add_option("--data-dir", config->data_dir, "directory of the durable store or the overflow tier");
+    std::string disk_limit = "1g";
+    app.add_option("--disk-limit", disk_limit, "overflow mode: disk space for evicted items, k/m/g suffixes (default: 1g)");
+    app.add_option("--fsync", config->fsync,
+                   "durable mode: always (sync before each reply, group commit), everysec (default) or no")
+        ->check(CLI::IsMember({"always", "everysec", "no"}));
+    app.add_flag("--admin", config->admin, "allow admin commands (backup)");
 
     try {
         app.parse(argc, argv);
@@ -128,6 +141,16 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
         return reject("-a/--unix-mask: not an octal mask: " + unix_mask);
     }
     config->unix_mask = static_cast<unsigned>(std::stoul(unix_mask, nullptr, 8));
+    if (config->storage != "memory" && config->data_dir.empty()) {
+        return reject("--storage " + config->storage + ": needs --data-dir DIR");
+    }
+    if (!parse_size(disk_limit, &config->disk_limit)) {
+        return reject("--disk-limit: not a size: " + disk_limit + " (use e.g. 512m or 2g)");
+    }
+    // The tier must hold at least a few of the largest items.
+    if (config->storage == "overflow" && config->disk_limit < 4 * config->max_item_size) {
+        return reject("--disk-limit: too small to hold items of -I/--max-item-size (needs at least 4 x -I)");
+    }
     config->listen_addresses = split_commas(listen);
     if (config->listen_addresses.empty()) return reject("-l/--listen: no address given");
     return ParseOutcome::kRun;

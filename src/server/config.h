@@ -27,6 +27,13 @@ struct Config {
     int verbosity = 0;                // -v, -vv
     std::string protocol = "auto";    // -B: auto (first byte decides), ascii or binary
 
+    // Storage (docs/OPERATIONS.md)
+    std::string storage = "memory";   // --storage memory|durable|overflow
+    std::string data_dir;             // --data-dir
+    std::string fsync = "everysec";   // --fsync always|everysec|no
+    bool admin = false;               // --admin: allow admin commands (backup)
+    uint64_t disk_limit = 1ull << 30; // --disk-limit: overflow tier size
+
     size_t memory_limit_bytes() const { return memory_limit_mb << 20; }
 };
 
@@ -38,7 +45,7 @@ enum class ParseOutcome { kRun, kExitSuccess, kExitFailure };
 // returns kExitFailure.
 ParseOutcome parse_config(int argc, char** argv, Config* config);
 
-// "1m", "512k", "2048" -> bytes; false if malformed.
-bool parse_size(const std::string& text, size_t* bytes);
+// "1m", "512k", "2g", "2048" -> bytes; false if malformed.
+bool parse_size(const std::string& text, uint64_t* bytes);
 
 }  // namespace memkeep::server

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,8 @@
 #include <fmt/format.h>
 
 #include "server/log.h"
+#include "storage/durable_store.h"
+#include "storage/overflow_tier.h"
 #include "version.h"
 
 namespace memkeep::server {
@@ -22,6 +25,9 @@ engine::EngineConfig engine_config(const Config& config) {
     result.max_item_size = config.max_item_size;
     result.evictions_enabled = !config.disable_evictions;
     result.cas_enabled = !config.disable_cas;
+    result.storage_mode = config.storage == "durable"    ? engine::StorageMode::kDurable
+                          : config.storage == "overflow" ? engine::StorageMode::kOverflow
+                                                         : engine::StorageMode::kMemory;
     return result;
 }
 
@@ -29,7 +35,43 @@ constexpr std::string_view kTooManyConnections = "ERROR Too many open connection
 }  // namespace
 
 Server::Server(const Config& config)
-    : config_(config), engine_(engine_config(config)), verbosity_(config.verbosity), started_at_(::time(nullptr)) {}
+    : config_(config), verbosity_(config.verbosity), started_at_(::time(nullptr)) {}
+
+bool Server::open_storage(std::string* error) {
+    if (config_.storage == "durable") {
+        storage::DurableOptions options;
+        options.data_dir = config_.data_dir;
+        options.fsync = config_.fsync == "always"  ? storage::FsyncPolicy::kAlways
+                        : config_.fsync == "no"    ? storage::FsyncPolicy::kNever
+                                                   : storage::FsyncPolicy::kEverySecond;
+        backend_ = storage::open_durable_store(options, error);
+        if (!backend_) return false;
+    } else if (config_.storage == "overflow") {
+        storage::OverflowOptions options;
+        options.data_dir = config_.data_dir;
+        options.disk_limit = config_.disk_limit;
+        backend_ = storage::open_overflow_tier(options, error);
+        if (!backend_) return false;
+    }
+    engine_ = std::make_unique<engine::Engine>(engine_config(config_), backend_.get());
+    return true;
+}
+
+std::string Server::admin_backup(std::string_view name) {
+    if (!config_.admin) return "CLIENT_ERROR admin commands are not enabled (start with --admin)";
+    if (config_.storage != "durable") return "CLIENT_ERROR backup needs --storage durable";
+    std::string label(name);
+    if (label.empty()) label = fmt::format("backup-{}", ::time(nullptr));
+    if (label.find('/') != std::string::npos || label == "." || label == "..") {
+        return "CLIENT_ERROR bad backup name";
+    }
+    std::string directory = config_.data_dir + "/backups/" + label;
+    ::mkdir((config_.data_dir + "/backups").c_str(), 0755);
+    std::string error;
+    if (!backend_->checkpoint(directory, &error)) return "SERVER_ERROR backup failed: " + error;
+    if (verbosity_.load() >= 1) log_line("backup written to " + directory);
+    return "OK " + directory;
+}
 
 Server::~Server() {
     for (auto& worker : workers_) worker->stop();
@@ -106,7 +148,7 @@ int Server::run() {
     limits.protocol = protocol_choice();
     for (int i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<net::Worker>(
-            engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));
+            *engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));
         workers_.back()->start();
     }
 
@@ -141,7 +183,8 @@ int Server::run() {
         time_t now = ::time(nullptr);
         if (now != last_maintenance) {
             last_maintenance = now;
-            engine_.run_maintenance();
+            engine_->run_maintenance();
+            engine_->save_state();
         }
     }
 
@@ -151,6 +194,7 @@ int Server::run() {
     if (!config_.unix_socket.empty()) ::unlink(config_.unix_socket.c_str());
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
+    engine_->save_state();
     ::close(epoll_fd);
     ::close(signal_fd);
     return 0;

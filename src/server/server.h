@@ -17,6 +17,7 @@
 #include "net/worker.h"
 #include "protocol/services.h"
 #include "server/config.h"
+#include "storage/backend.h"
 
 namespace memkeep::server {
 
@@ -24,6 +25,10 @@ class Server : public protocol::ServerServices {
 public:
     explicit Server(const Config& config);
     ~Server() override;
+
+    // Opens the store (durable mode) and creates the engine; false with
+    // `error` set when the data directory cannot be used.
+    bool open_storage(std::string* error);
 
     // Opens every listening socket. Done before daemonizing so that a port in
     // use is reported to the person who started us, with a non-zero exit.
@@ -39,6 +44,7 @@ public:
     void set_verbosity(int level) override { verbosity_.store(level); }
     void log_request(int fd, std::string_view line) override;
     bool verbose_requests() const override { return verbosity_.load(std::memory_order_relaxed) >= 2; }
+    std::string admin_backup(std::string_view name) override;
 
 private:
     void accept_from(const net::ListenSocket& listener);
@@ -52,9 +58,11 @@ private:
     void item_stats(protocol::StatLines& out);
     void slab_stats(protocol::StatLines& out);
     void connection_stats(protocol::StatLines& out);
+    void storage_stats(protocol::StatLines& out);
 
     Config config_;
-    engine::Engine engine_;
+    std::unique_ptr<storage::Backend> backend_;   // durable mode only; outlives the engine
+    std::unique_ptr<engine::Engine> engine_;
     std::vector<net::ListenSocket> listeners_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     size_t next_worker_ = 0;

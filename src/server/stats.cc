@@ -39,13 +39,14 @@ bool Server::collect_stats(std::string_view group, protocol::StatLines& out) {
     else if (group == "slabs") slab_stats(out);
     else if (group == "sizes") add(out, "sizes_status", "disabled");
     else if (group == "conns") connection_stats(out);
+    else if (group == "storage") storage_stats(out);
     else return false;
     return true;
 }
 
 void Server::reset_stats() {
     for (auto& worker : workers_) worker->reset_stats();
-    engine_.cache().reset_counters();
+    engine_->cache().reset_counters();
     total_connections_.store(0);
     rejected_connections_.store(0);
 }
@@ -65,7 +66,7 @@ void Server::general_stats(protocol::StatLines& out) {
 #undef MEMKEEP_SUM
         conn_yields += worker->conn_yields();
     }
-    engine::CacheCounters cache = engine_.cache().counters();
+    engine::CacheCounters cache = engine_->cache().counters();
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
     time_t now = ::time(nullptr);
@@ -108,7 +109,7 @@ void Server::general_stats(protocol::StatLines& out) {
     add_number(out, "auth_errors", t.auth_errors);
     add_number(out, "bytes_read", t.bytes_read);
     add_number(out, "bytes_written", t.bytes_written);
-    add_number(out, "limit_maxbytes", engine_.config().memory_limit);
+    add_number(out, "limit_maxbytes", engine_->config().memory_limit);
     add_number(out, "accepting_conns", 1);
     add_number(out, "threads", workers_.size());
     add_number(out, "conn_yields", conn_yields);
@@ -122,7 +123,7 @@ void Server::general_stats(protocol::StatLines& out) {
 }
 
 void Server::settings_stats(protocol::StatLines& out) {
-    add_number(out, "maxbytes", engine_.config().memory_limit);
+    add_number(out, "maxbytes", engine_->config().memory_limit);
     add_number(out, "maxconns", config_.conn_limit);
     add_number(out, "tcpport", config_.port);
     add_number(out, "udpport", 0);
@@ -142,7 +143,7 @@ void Server::settings_stats(protocol::StatLines& out) {
 
 void Server::item_stats(protocol::StatLines& out) {
     // memkeep has no slab classes: one pseudo-class (1) sums every item.
-    engine::CacheCounters cache = engine_.cache().counters();
+    engine::CacheCounters cache = engine_->cache().counters();
     if (cache.current_items == 0) return;
     add_number(out, "items:1:number", cache.current_items);
     add_number(out, "items:1:evicted", cache.evictions);
@@ -152,9 +153,22 @@ void Server::item_stats(protocol::StatLines& out) {
 }
 
 void Server::slab_stats(protocol::StatLines& out) {
-    engine::CacheCounters cache = engine_.cache().counters();
+    engine::CacheCounters cache = engine_->cache().counters();
     add_number(out, "active_slabs", cache.current_items > 0 ? 1 : 0);
-    add_number(out, "total_malloced", engine_.cache().budget().used());
+    add_number(out, "total_malloced", engine_->cache().budget().used());
+}
+
+void Server::storage_stats(protocol::StatLines& out) {
+    add(out, "storage_mode", config_.storage);
+    uint64_t disk_loads = 0, get_hits = 0;
+    for (auto& worker : workers_) {
+        disk_loads += worker->op_stats().disk_loads.get();
+        get_hits += worker->op_stats().get_hits.get();
+    }
+    // Reads served: from RAM, or after loading the item from disk.
+    add_number(out, "storage_reads_from_disk", disk_loads);
+    add_number(out, "storage_reads_from_ram", get_hits > disk_loads ? get_hits - disk_loads : 0);
+    if (backend_) backend_->collect_stats(out);
 }
 
 void Server::connection_stats(protocol::StatLines& out) {

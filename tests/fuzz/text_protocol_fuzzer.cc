@@ -26,6 +26,7 @@ public:
     void set_verbosity(int) override {}
     void log_request(int, std::string_view) override {}
     bool verbose_requests() const override { return false; }
+    std::string admin_backup(std::string_view) override { return "CLIENT_ERROR admin commands are not enabled"; }
 };
 
 memkeep::engine::Engine& shared_engine() {

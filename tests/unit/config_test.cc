@@ -193,8 +193,11 @@ TEST(Config, ParseSize) {
     EXPECT_TRUE(parse_size("999999999999", &bytes));
     EXPECT_EQ(bytes, 999999999999u);
 
+    EXPECT_TRUE(parse_size("2g", &bytes));
+    EXPECT_EQ(bytes, 2147483648u);
+
     bytes = 7;
-    for (const char* bad : {"", "k", "m", "1g", "1kb", "1mk", "-1", "+1", "1.5", " 1", "1 ", "0x10",
+    for (const char* bad : {"", "k", "m", "g", "1kb", "1mk", "-1", "+1", "1.5", " 1", "1 ", "0x10",
                             "1000000000000"}) {
         SCOPED_TRACE(bad);
         EXPECT_FALSE(parse_size(bad, &bytes));

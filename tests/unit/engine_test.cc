@@ -250,7 +250,7 @@ TEST_F(NoCasEngineTest, CasValuesAreZeroAndCompareFails) {
         return arith("n", true, 1);
     }();
     ASSERT_EQ(r.status, ArithmeticStatus::kOk);
-    EXPECT_EQ(r.item->cas, 0u);
+    EXPECT_EQ(r.cas, 0u);
 }
 
 TEST_F(NoCasEngineTest, ItemSizeExcludesCasBytes) {
@@ -267,8 +267,8 @@ TEST_F(EngineTest, IncrAndDecr) {
     ASSERT_EQ(r.status, ArithmeticStatus::kOk);
     EXPECT_EQ(r.value, 15u);
     EXPECT_FALSE(r.created);
-    EXPECT_EQ(r.item->value(), "15");
-    EXPECT_EQ(r.item->client_flags, 5u);
+    EXPECT_EQ(peek("n"), "15");
+    EXPECT_EQ(fetch("n").item->client_flags, 5u);
 
     r = arith("n", false, 3);
     ASSERT_EQ(r.status, ArithmeticStatus::kOk);
@@ -284,8 +284,8 @@ TEST_F(EngineTest, IncrChangesCas) {
     Stored s = store("n", "1");
     ArithmeticResult r = arith("n", true, 1);
     ASSERT_EQ(r.status, ArithmeticStatus::kOk);
-    EXPECT_NE(r.item->cas, s.cas);
-    EXPECT_EQ(fetch("n").cas, r.item->cas);
+    EXPECT_NE(r.cas, s.cas);
+    EXPECT_EQ(fetch("n").cas, r.cas);
 }
 
 TEST_F(EngineTest, IncrGrowsTheNumber) {
@@ -375,7 +375,7 @@ TEST_F(EngineTest, ArithmeticVivifyAndCompareCas) {
     EXPECT_TRUE(r.created);
     EXPECT_EQ(r.value, 42u);
     EXPECT_EQ(*peek("c"), "42");
-    uint64_t cas = r.item->cas;
+    uint64_t cas = r.cas;
 
     request.compare_cas = cas + 1;
     EXPECT_EQ(engine_.arithmetic(request, stats_).status, ArithmeticStatus::kExists);
@@ -570,7 +570,6 @@ TEST_F(EngineTest, InvalidatingCasStoreAcceptsLowerCas) {
     request.invalidate = true;
     StoreResult r = engine_.store(request, std::move(prepared.item), stats_);
     ASSERT_EQ(r.status, StoreStatus::kStored);
-    r.item.reset();
     FetchResult f = fetch("k");
     EXPECT_EQ(f.item->value(), "v2");
     EXPECT_TRUE(f.stale);

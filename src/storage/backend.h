@@ -1,0 +1,65 @@
+#pragma once
+// Backend: where item versions live beyond RAM (the durable store, later the
+// overflow tier). The engine calls it; it knows nothing of commands or
+// protocols, and this header includes nothing of RocksDB.
+//
+// Writes return a ticket. With an fsync policy that syncs on every write, a
+// command waits for its ticket (wait_durable) before it is acknowledged; many
+// commands share one sync (group commit).
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace memkeep::storage {
+
+// One stored item version.
+struct RecordView {
+    uint32_t client_flags = 0;
+    uint32_t exptime = 0;   // absolute Unix seconds; 0 = never
+    uint64_t cas = 0;
+    std::string_view value;
+};
+
+struct Record {
+    uint32_t client_flags = 0;
+    uint32_t exptime = 0;
+    uint64_t cas = 0;
+    std::string value;
+};
+
+enum class FsyncPolicy { kAlways, kEverySecond, kNever };
+
+using StatLines = std::vector<std::pair<std::string, std::string>>;
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    // Record a new version of `key` / its removal / the removal of every key.
+    // Return 0 on an I/O error (nothing was recorded), else a sync ticket.
+    virtual uint64_t put(std::string_view key, const RecordView& record) = 0;
+    virtual uint64_t remove(std::string_view key) = 0;
+    virtual uint64_t remove_all() = 0;
+    // Reads the stored version of `key`; false when there is none.
+    virtual bool get(std::string_view key, Record* out) = 0;
+    // Blocks until the writes up to `ticket` are as durable as the fsync
+    // policy promises (a no-op for policies that do not sync per write).
+    virtual void wait_durable(uint64_t ticket) = 0;
+
+    // Small named values the engine keeps with the data (pending flush time,
+    // clock high-water mark).
+    virtual bool put_meta(std::string_view name, std::string_view value) = 0;
+    virtual bool get_meta(std::string_view name, std::string* value) = 0;
+
+    // Writes a consistent copy of the store into `directory` (which must not
+    // exist); a server started on it serves exactly this data.
+    virtual bool checkpoint(const std::string& directory, std::string* error) = 0;
+
+    // `stats storage` lines.
+    virtual void collect_stats(StatLines& out) = 0;
+};
+
+}  // namespace memkeep::storage

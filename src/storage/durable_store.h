@@ -1,0 +1,26 @@
+#pragma once
+// The durable store (--storage durable): RocksDB behind storage::Backend.
+// Only durable_store.cc includes RocksDB headers.
+
+#include <memory>
+#include <string>
+
+#include "storage/backend.h"
+
+namespace memkeep::storage {
+
+struct DurableOptions {
+    std::string data_dir;
+    FsyncPolicy fsync = FsyncPolicy::kEverySecond;
+};
+
+// Opens the store in `data_dir`, creating the directory and an empty store
+// if it does not exist. Refuses, with a clear `error` and without changing
+// any file, a path that is not a directory, an unwritable directory, one that
+// another process has open, one that holds files that are not a memkeep
+// store, one written by an incompatible format version, and a damaged store.
+std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::string* error);
+
+inline constexpr const char* kDataFormat = "memkeep data format 1";
+
+}  // namespace memkeep::storage

@@ -1,0 +1,305 @@
+#include "storage/overflow_tier.h"
+
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <rocksdb/db.h>
+#include <rocksdb/listener.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "storage/data_dir.h"
+#include "storage/record_codec.h"
+#include "storage/rocksdb_logger.h"
+
+namespace memkeep::storage {
+
+namespace {
+
+uint64_t key_hash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+
+// Counts what FIFO compaction drops when the disk is full: it deletes whole
+// table files, so we remember each file's item count when it is written.
+class DropCounter : public rocksdb::EventListener {
+public:
+    void OnTableFileCreated(const rocksdb::TableFileCreationInfo& info) override {
+        std::lock_guard<std::mutex> guard(mutex_);
+        files_[info.file_path] = {info.table_properties.num_entries, info.file_size};
+    }
+    void OnTableFileDeleted(const rocksdb::TableFileDeletionInfo& info) override {
+        std::lock_guard<std::mutex> guard(mutex_);
+        auto it = files_.find(info.file_path);
+        if (it == files_.end()) return;
+        dropped_items_ += it->second.first;
+        reclaimed_bytes_ += it->second.second;
+        files_.erase(it);
+    }
+    std::pair<uint64_t, uint64_t> dropped() {
+        std::lock_guard<std::mutex> guard(mutex_);
+        return {dropped_items_, reclaimed_bytes_};
+    }
+
+private:
+    std::mutex mutex_;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> files_;
+    uint64_t dropped_items_ = 0;
+    uint64_t reclaimed_bytes_ = 0;
+};
+
+// The newest operation on a key that is not on disk yet.
+struct PendingWrite {
+    bool removal = false;
+    std::string encoded;   // encode_record(...) for a put
+};
+
+class OverflowTier : public Backend {
+public:
+    OverflowTier(rocksdb::DB* db, int lock_fd, const OverflowOptions& options, std::shared_ptr<DropCounter> drops)
+        : db_(db), lock_fd_(lock_fd), options_(options), drops_(std::move(drops)) {
+        write_options_.disableWAL = true;  // a cache: nothing to recover after a crash
+        writer_ = std::thread([this] { write_loop(); });
+    }
+
+    ~OverflowTier() override {
+        {
+            std::lock_guard<std::mutex> guard(mutex_);
+            stopping_ = true;
+        }
+        work_.notify_all();
+        writer_.join();
+        db_->Close();
+        delete db_;
+        ::close(lock_fd_);
+    }
+
+    // An item evicted from RAM. Called with a cache shard locked: it only
+    // queues a copy for the writer thread.
+    uint64_t put(std::string_view key, const RecordView& record) override {
+        std::string encoded = encode_record(record);
+        std::unique_lock<std::mutex> lock(mutex_);
+        // When the writer is behind, wait a little for it (evictions are then
+        // paced by the disk) rather than lose the item; past that, or when
+        // the disk is failing, this eviction is just an eviction.
+        auto fits = [&] { return pending_bytes_ + encoded.size() <= options_.max_pending_bytes; };
+        if (!fits() && (write_errors_ > 0 || !room_.wait_for(lock, std::chrono::seconds(1), fits))) {
+            ++write_drops_;
+            return 1;
+        }
+        queue(key, PendingWrite{false, std::move(encoded)});
+        on_disk_.insert(key_hash(key));
+        return 1;
+    }
+
+    // The key was set or deleted in RAM: an older copy here must not come back.
+    uint64_t remove(std::string_view key) override {
+        std::lock_guard<std::mutex> guard(mutex_);
+        uint64_t hash = key_hash(key);
+        bool queued = pending_.count(std::string(key)) || inflight_.count(std::string(key));
+        if (!queued && !on_disk_.count(hash)) return 1;
+        queue(key, PendingWrite{true, {}});
+        on_disk_.erase(hash);
+        return 1;
+    }
+
+    uint64_t remove_all() override {
+        std::unique_lock<std::mutex> lock(mutex_);
+        idle_.wait(lock, [&] { return !writing_; });  // a batch in flight must not land after this
+        pending_.clear();
+        pending_bytes_ = 0;
+        on_disk_.clear();
+        // Keys are at most 250 bytes: this range covers them all.
+        std::string end(251, '\xff');
+        db_->DeleteRange(write_options_, db_->DefaultColumnFamily(), rocksdb::Slice(), end);
+        return 1;
+    }
+
+    bool get(std::string_view key, Record* out) override {
+        {
+            std::lock_guard<std::mutex> guard(mutex_);
+            std::string owned(key);
+            for (auto* writes : {&pending_, &inflight_}) {
+                auto it = writes->find(owned);
+                if (it != writes->end()) {
+                    if (it->second.removal) return false;
+                    return decode_record(it->second.encoded, out);
+                }
+            }
+            // Most misses are keys that never left RAM: no disk read for them.
+            if (!on_disk_.count(key_hash(key))) return false;
+        }
+        std::string stored;
+        if (!db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &stored).ok()) return false;
+        disk_reads_.fetch_add(1, std::memory_order_relaxed);
+        return decode_record(stored, out);
+    }
+
+    void wait_durable(uint64_t) override {}
+    bool put_meta(std::string_view, std::string_view) override { return false; }
+    bool get_meta(std::string_view, std::string*) override { return false; }
+    bool checkpoint(const std::string&, std::string* error) override {
+        *error = "the overflow tier is a cache and has no backups";
+        return false;
+    }
+
+    void collect_stats(StatLines& out) override {
+        uint64_t sst_bytes = 0, keys = 0;
+        db_->GetIntProperty("rocksdb.total-sst-files-size", &sst_bytes);
+        db_->GetIntProperty("rocksdb.estimate-num-keys", &keys);
+        auto [dropped_items, reclaimed_bytes] = drops_->dropped();
+        std::lock_guard<std::mutex> guard(mutex_);
+        out.emplace_back("storage_disk_limit", std::to_string(options_.disk_limit));
+        out.emplace_back("storage_disk_bytes", std::to_string(sst_bytes));
+        out.emplace_back("storage_items_on_disk", std::to_string(keys));
+        out.emplace_back("storage_disk_reads", std::to_string(disk_reads_.load()));
+        out.emplace_back("storage_disk_writes", std::to_string(items_written_));
+        out.emplace_back("storage_disk_bytes_written", std::to_string(bytes_written_));
+        out.emplace_back("storage_disk_evictions", std::to_string(dropped_items));
+        out.emplace_back("storage_disk_bytes_reclaimed", std::to_string(reclaimed_bytes));
+        out.emplace_back("storage_disk_write_drops", std::to_string(write_drops_));
+        out.emplace_back("storage_disk_pending_bytes", std::to_string(pending_bytes_));
+        out.emplace_back("storage_write_errors", std::to_string(write_errors_));
+    }
+
+private:
+    void queue(std::string_view key, PendingWrite write) {
+        std::string owned(key);
+        auto it = pending_.find(owned);
+        if (it != pending_.end()) {
+            pending_bytes_ -= it->second.encoded.size() + owned.size();
+            it->second = std::move(write);
+        } else {
+            it = pending_.emplace(std::move(owned), std::move(write)).first;
+        }
+        pending_bytes_ += it->second.encoded.size() + it->first.size();
+        work_.notify_one();
+    }
+
+    // Writes what was evicted, in batches, off the request path. The batch
+    // stays visible to get() (inflight_) until it is in RocksDB.
+    void write_loop() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (true) {
+            work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            if (stopping_) return;
+            inflight_.swap(pending_);
+            pending_bytes_ = 0;
+            room_.notify_all();
+            writing_ = true;
+            lock.unlock();
+
+            rocksdb::WriteBatch batch;
+            uint64_t puts = 0, bytes = 0;
+            for (const auto& [key, write] : inflight_) {
+                if (write.removal) {
+                    batch.Delete(key);
+                } else {
+                    batch.Put(key, write.encoded);
+                    ++puts;
+                    bytes += write.encoded.size();
+                }
+            }
+            rocksdb::Status status = db_->Write(write_options_, &batch);
+
+            lock.lock();
+            if (status.ok()) {
+                items_written_ += puts;
+                bytes_written_ += bytes;
+            } else {
+                // A full or failing disk costs these items (they were being
+                // evicted anyway), never a client request. Logged once.
+                if (write_errors_++ == 0) {
+                    std::fprintf(stderr, "memkeep: overflow tier write failed: %s\n", status.ToString().c_str());
+                }
+            }
+            inflight_.clear();
+            writing_ = false;
+            idle_.notify_all();
+        }
+    }
+
+    rocksdb::DB* db_;
+    int lock_fd_;
+    OverflowOptions options_;
+    std::shared_ptr<DropCounter> drops_;
+    rocksdb::WriteOptions write_options_;
+    std::atomic<uint64_t> disk_reads_{0};
+
+    std::mutex mutex_;
+    std::condition_variable work_;
+    std::condition_variable idle_;
+    std::condition_variable room_;   // the pending queue has room again
+    std::unordered_map<std::string, PendingWrite> pending_;   // newest first
+    std::unordered_map<std::string, PendingWrite> inflight_;  // being written
+    size_t pending_bytes_ = 0;
+    // Hashes of keys that may have a copy on disk (false positives only cost
+    // a disk read or a needless removal).
+    std::unordered_set<uint64_t> on_disk_;
+    bool writing_ = false;
+    bool stopping_ = false;
+    uint64_t items_written_ = 0;
+    uint64_t bytes_written_ = 0;
+    uint64_t write_drops_ = 0;
+    uint64_t write_errors_ = 0;
+    std::thread writer_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std::string* error) {
+    fs::path dir(options.data_dir);
+    bool fresh = false;
+    int lock_fd = claim_data_dir(dir, kOverflowMarker, &fresh, error);
+    if (lock_fd < 0) return nullptr;
+
+    rocksdb::Options db_options;
+    db_options.create_if_missing = true;
+    db_options.info_log = std::make_shared<StderrLogger>();
+    db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+    // The tier is discarded at every start (documented in docs/OPERATIONS.md).
+    if (!fresh) {
+        rocksdb::Status destroyed = rocksdb::DestroyDB(dir.string(), db_options);
+        if (!destroyed.ok()) {
+            *error = "cannot discard the previous overflow tier in " + dir.string() + ": " + destroyed.ToString();
+            ::close(lock_fd);
+            return nullptr;
+        }
+    }
+    // FIFO compaction keeps at most disk_limit bytes of table files, dropping
+    // the oldest file first: the disk is a FIFO cache of evicted items.
+    db_options.compaction_style = rocksdb::kCompactionStyleFIFO;
+    db_options.compaction_options_fifo.max_table_files_size = options.disk_limit;
+    db_options.compaction_options_fifo.allow_compaction = false;
+    uint64_t buffer = std::clamp<uint64_t>(options.disk_limit / 8, 1u << 20, 8u << 20);
+    db_options.write_buffer_size = buffer;
+    db_options.max_write_buffer_number = 3;
+    db_options.max_background_jobs = 2;
+    db_options.keep_log_file_num = 1;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = rocksdb::NewLRUCache(8u << 20);
+    db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    auto drops = std::make_shared<DropCounter>();
+    db_options.listeners.push_back(drops);
+
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status status = rocksdb::DB::Open(db_options, dir.string(), &db);
+    if (!status.ok()) {
+        *error = "cannot open the overflow tier in " + dir.string() + ": " + status.ToString();
+        ::close(lock_fd);
+        return nullptr;
+    }
+    return std::make_unique<OverflowTier>(db, lock_fd, options, std::move(drops));
+}
+
+}  // namespace memkeep::storage

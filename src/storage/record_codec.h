@@ -1,0 +1,41 @@
+#pragma once
+// How a stored item version is laid out in a RocksDB value: client flags (4
+// bytes), exptime (4), CAS (8), all little-endian as in memory, then the value.
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "storage/backend.h"
+
+namespace memkeep::storage {
+
+inline constexpr size_t kRecordHeaderSize = 16;
+
+inline std::string encode_record(const RecordView& record) {
+    std::string out(kRecordHeaderSize, '\0');
+    std::memcpy(out.data(), &record.client_flags, 4);
+    std::memcpy(out.data() + 4, &record.exptime, 4);
+    std::memcpy(out.data() + 8, &record.cas, 8);
+    out.append(record.value);
+    return out;
+}
+
+inline bool decode_record(std::string_view stored, Record* out) {
+    if (stored.size() < kRecordHeaderSize) return false;
+    std::memcpy(&out->client_flags, stored.data(), 4);
+    std::memcpy(&out->exptime, stored.data() + 4, 4);
+    std::memcpy(&out->cas, stored.data() + 8, 8);
+    out->value.assign(stored.substr(kRecordHeaderSize));
+    return true;
+}
+
+// The exptime of an encoded record, without decoding the rest.
+inline uint32_t record_exptime(std::string_view stored) {
+    uint32_t exptime = 0;
+    if (stored.size() >= kRecordHeaderSize) std::memcpy(&exptime, stored.data() + 4, 4);
+    return exptime;
+}
+
+}  // namespace memkeep::storage

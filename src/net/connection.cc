@@ -74,9 +74,10 @@ Connection::Status Connection::handle_input() {
     }
     size_t consumed = handler_->process(available, output_, limits_.max_requests_per_event, limits_.output_limit);
     input_start_ += consumed;
-    // If the handler stopped with input left, it may have hit the per-event
-    // request limit: the worker comes back to us after serving others.
-    yielded_ = consumed > 0 && input_start_ < input_end_;
+    // A handler that stopped at the per-event request limit (-R) or with a
+    // full output queue has requests left: the worker comes back to us after
+    // serving others (an incomplete request just waits for more bytes).
+    yielded_ = handler_->stopped_at_limit() && input_start_ < input_end_;
     if (!flush()) return Status::kClosed;
     if (handler_->close_requested() && output_.empty()) return Status::kClosed;
     return Status::kOpen;

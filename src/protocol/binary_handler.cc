@@ -37,6 +37,7 @@ std::string describe(const Request& request) {
 size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) {
     size_t position = 0;
     size_t handled = 0;
+    stopped_at_limit_ = false;
     while (!close_requested_) {
         std::string_view rest = input.substr(position);
         if (state_ == State::kSwallow) {
@@ -52,7 +53,10 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
             if (state_ == State::kValue) break;  // waiting for more bytes
             continue;
         }
-        if (handled >= max_requests || out.pending_bytes() >= output_limit) break;
+        if (handled >= max_requests || out.pending_bytes() >= output_limit) {
+            stopped_at_limit_ = true;
+            break;
+        }
         Request request;
         ParseStatus status = parse_request(rest, &request);
         if (status == ParseStatus::kIncomplete) break;

@@ -28,6 +28,14 @@ public:
 
     // True once the connection should be closed after its output is written.
     virtual bool close_requested() const = 0;
+
+    // True when the last process() call stopped at max_requests or
+    // output_limit rather than at the end of the complete requests: the
+    // connection should come back to it after serving others.
+    bool stopped_at_limit() const { return stopped_at_limit_; }
+
+protected:
+    bool stopped_at_limit_ = false;
 };
 
 // memcached's -B: which protocol a connection speaks.

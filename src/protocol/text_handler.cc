@@ -113,6 +113,7 @@ void TextHandler::reply(Output& out, std::string_view line) {
 size_t TextHandler::process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) {
     size_t position = 0;
     size_t handled = 0;
+    stopped_at_limit_ = false;
     while (position < input.size() && !close_requested_) {
         std::string_view rest = input.substr(position);
         if (state_ == State::kSwallow) {
@@ -128,7 +129,10 @@ size_t TextHandler::process(std::string_view input, Output& out, size_t max_requ
             if (state_ == State::kValue) break;  // waiting for more bytes
             continue;
         }
-        if (handled >= max_requests || out.pending_bytes() >= output_limit) break;
+        if (handled >= max_requests || out.pending_bytes() >= output_limit) {
+            stopped_at_limit_ = true;
+            break;
+        }
         std::string_view line;
         size_t consumed = 0;
         LineStatus status = find_line(rest, &line, &consumed);

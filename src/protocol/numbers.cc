@@ -17,12 +17,26 @@ bool terminated(std::string_view token, char (&buffer)[64]) {
     return true;
 }
 
+// Up to 18 plain digits (the common case) cannot overflow and read the same
+// with or without strtoul: take the fast way.
+bool plain_digits(std::string_view token, uint64_t* out) {
+    if (token.empty() || token.size() > 18) return false;
+    uint64_t value = 0;
+    for (char c : token) {
+        if (c < '0' || c > '9') return false;
+        value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
+    *out = value;
+    return true;
+}
+
 bool ends_cleanly(const char* start, const char* end) {
     return std::isspace(static_cast<unsigned char>(*end)) || (*end == '\0' && end != start);
 }
 }  // namespace
 
 bool parse_u64(std::string_view token, uint64_t* out) {
+    if (plain_digits(token, out)) return true;
     char text[64];
     if (!terminated(token, text)) return false;
     errno = 0;
@@ -35,6 +49,11 @@ bool parse_u64(std::string_view token, uint64_t* out) {
 }
 
 bool parse_flags(std::string_view token, uint32_t* out) {
+    uint64_t plain = 0;
+    if (plain_digits(token, &plain)) {
+        *out = static_cast<uint32_t>(plain);
+        return true;
+    }
     char text[64];
     if (!terminated(token, text)) return false;
     errno = 0;
@@ -47,6 +66,11 @@ bool parse_flags(std::string_view token, uint32_t* out) {
 }
 
 bool parse_i64(std::string_view token, int64_t* out) {
+    uint64_t plain = 0;
+    if (plain_digits(token, &plain)) {
+        *out = static_cast<int64_t>(plain);
+        return true;
+    }
     char text[64];
     if (!terminated(token, text)) return false;
     errno = 0;

@@ -50,6 +50,9 @@ constexpr CommandName kCommands[] = {
 };
 
 TextCommand lookup(std::string_view name) {
+    // The commands of nearly every request first.
+    if (name == "get") return TextCommand::kGet;
+    if (name == "set") return TextCommand::kSet;
     for (const auto& entry : kCommands) {
         if (entry.name == name) return entry.command;
     }

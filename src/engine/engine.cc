@@ -38,20 +38,26 @@ constexpr size_t kMemcachedItemHeader = 48;
 
 }  // namespace
 
-// Waits, when it goes out of scope (after the slot locks are released), for
-// the writes of one command to be as durable as the fsync policy promises.
+// Collects the durability tickets of one command's writes and hands the
+// highest to the worker (OpStats::durability_ticket) when it goes out of
+// scope: the connection waits for it once, before it sends the replies of
+// the whole batch of requests (see wait_durable).
 class Engine::DurabilityWait {
 public:
-    explicit DurabilityWait(storage::Backend* backend) : backend_(backend) {}
-    ~DurabilityWait() {
-        if (backend_ && ticket_) backend_->wait_durable(ticket_);
-    }
+    explicit DurabilityWait(OpStats& stats) : stats_(stats) {}
+    ~DurabilityWait() { stats_.durability_ticket = std::max(stats_.durability_ticket, ticket_); }
     void add(uint64_t ticket) { ticket_ = std::max(ticket_, ticket); }
 
 private:
-    storage::Backend* backend_;
+    OpStats& stats_;
     uint64_t ticket_ = 0;
 };
+
+void Engine::wait_durable(OpStats& stats) {
+    if (stats.durability_ticket == 0) return;
+    if (durable()) backend_->wait_durable(stats.durability_ticket);
+    stats.durability_ticket = 0;
+}
 
 namespace {
 constexpr const char* kClockMeta = "clock";
@@ -174,7 +180,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     apply_due_flush();
     int64_t now = unix_now();
     FetchResult result;
-    DurabilityWait durability(backend_);
+    DurabilityWait durability(stats);
     std::optional<Cache::Slot> slot(cache_.lock(request.key));
     Item* item = lookup(slot, request.key, now, stats);
     if (!item && slot->expired()) stats.get_expired.add();
@@ -264,7 +270,7 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
         prepared.status = StoreStatus::kNoMemory;
     }
     if (drop_old_on_failure) {
-        DurabilityWait durability(backend_);
+        DurabilityWait durability(stats);
         auto slot = cache_.lock(key);
         slot.unlink(slot.find(unix_now()));
         durability.add(persist_removal(key));
@@ -293,7 +299,7 @@ StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& st
     bool cas_mode = request.compare_cas &&
                     (request.mode == StoreMode::kSet || request.mode == StoreMode::kReplace);
 
-    DurabilityWait durability(backend_);
+    DurabilityWait durability(stats);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(key));
         // A plain set does not depend on the old version: no need to load it.
@@ -374,7 +380,7 @@ void Engine::discard_store(ItemRef item, OpStats& stats) {
 DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
     apply_due_flush();
     int64_t now = unix_now();
-    DurabilityWait durability(backend_);
+    DurabilityWait durability(stats);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
         Item* item = lookup(slot, request.key, now, stats);
@@ -426,7 +432,7 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
     StatCounter& hits = request.increment ? stats.incr_hits : stats.decr_hits;
     StatCounter& misses = request.increment ? stats.incr_misses : stats.decr_misses;
 
-    DurabilityWait durability(backend_);
+    DurabilityWait durability(stats);
     for (int attempt = 0;; ++attempt) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
         Item* item = lookup(slot, request.key, now, stats);
@@ -495,7 +501,7 @@ TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats)
     apply_due_flush();
     int64_t now = unix_now();
     stats.cmd_touch.add();
-    DurabilityWait durability(backend_);
+    DurabilityWait durability(stats);
     std::optional<Cache::Slot> slot(cache_.lock(key));
     Item* item = lookup(slot, key, now, stats);
     if (!item) {

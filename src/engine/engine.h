@@ -173,6 +173,11 @@ public:
     const EngineConfig& config() const { return config_; }
     void set_memory_limit(size_t bytes);
 
+    // Blocks until the writes of the requests handled since the last call
+    // (recorded in `stats`) are as durable as the fsync policy promises; a
+    // connection calls it before sending those requests' replies.
+    void wait_durable(OpStats& stats);
+
     // Saves what must survive a restart beyond the items (clock high-water
     // mark); called by the maintenance tick and at shutdown.
     void save_state();

@@ -28,6 +28,9 @@ struct OpStats {
 #define MEMKEEP_DECLARE(name) StatCounter name;
     MEMKEEP_OP_STATS(MEMKEEP_DECLARE)
 #undef MEMKEEP_DECLARE
+    // Not a counter: the highest durable-store ticket among the requests the
+    // worker is answering now (Engine::wait_durable clears it).
+    uint64_t durability_ticket = 0;
 };
 
 }  // namespace memkeep::engine

@@ -60,10 +60,18 @@ Connection::Status Connection::on_readable() {
         Status status = handle_input();
         // A short read means the socket is drained (epoll is level-triggered
         // and tells us when more arrives); stop too when output is blocked.
-        if (status != Status::kOpen || static_cast<size_t>(n) < space || blocked_on_output() || yielded_) {
+        if (status != Status::kOpen || static_cast<size_t>(n) < space || blocked_on_output() || yielded_ ||
+            awaiting_durability_) {
             return status;
         }
     }
+}
+
+Connection::Status Connection::release_output() {
+    awaiting_durability_ = false;
+    if (!flush()) return Status::kClosed;
+    if (handler_ && handler_->close_requested() && output_.empty()) return Status::kClosed;
+    return Status::kOpen;
 }
 
 Connection::Status Connection::handle_input() {
@@ -72,12 +80,20 @@ Connection::Status Connection::handle_input() {
         if (available.empty()) return Status::kOpen;
         handler_ = protocol::make_handler(limits_.protocol, static_cast<unsigned char>(available[0]), context_);
     }
+    uint64_t ticket_before = context_.stats.durability_ticket;
     size_t consumed = handler_->process(available, output_, limits_.max_requests_per_event, limits_.output_limit);
     input_start_ += consumed;
     // A handler that stopped at the per-event request limit (-R) or with a
     // full output queue has requests left: the worker comes back to us after
     // serving others (an incomplete request just waits for more bytes).
     yielded_ = handler_->stopped_at_limit() && input_start_ < input_end_;
+    // Durable mode: this batch's writes must be in the store before any of
+    // its replies leaves. The worker waits once for all the connections it
+    // served in this pass (group commit), then calls release_output().
+    if (context_.stats.durability_ticket > ticket_before) {
+        awaiting_durability_ = true;
+        return Status::kOpen;
+    }
     if (!flush()) return Status::kClosed;
     if (handler_->close_requested() && output_.empty()) return Status::kClosed;
     return Status::kOpen;

@@ -56,6 +56,11 @@ public:
 
     // True when output is waiting for the socket to become writable.
     bool blocked_on_output() const { return !output_.empty(); }
+    // True when replies wait for their writes to be durable (durable mode):
+    // the worker waits once for every such connection, then releases them.
+    bool awaiting_durability() const { return awaiting_durability_; }
+    Status release_output();
+
     // True when complete requests may be waiting in the input buffer.
     bool has_pending_input() const { return yielded_; }
 
@@ -80,6 +85,7 @@ private:
     // Made when the first byte arrives (with -B auto it decides the protocol).
     std::unique_ptr<protocol::Handler> handler_;
     bool yielded_ = false;
+    bool awaiting_durability_ = false;
 };
 
 }  // namespace memkeep::net

@@ -101,6 +101,14 @@ void Worker::close_entry(int fd) {
 void Worker::settle(Entry& entry, Connection::Status status) {
     int fd = entry.connection->fd();
     if (status == Connection::Status::kClosed) return close_entry(fd);
+    if (entry.connection->awaiting_durability()) {
+        // Released (and settled again) at the end of this pass.
+        if (!entry.awaiting_durability) {
+            entry.awaiting_durability = true;
+            awaiting_durability_.push_back(fd);
+        }
+        return;
+    }
     uint32_t wanted = entry.connection->blocked_on_output() ? EPOLLOUT : EPOLLIN;
     if (wanted != entry.events) {
         epoll_event event{};
@@ -114,6 +122,21 @@ void Worker::settle(Entry& entry, Connection::Status status) {
         entry.in_ready_list = true;
         ready_.push_back(fd);
         conn_yields_.add();
+    }
+}
+
+void Worker::release_durable_replies() {
+    if (awaiting_durability_.empty()) return;
+    // One wait covers the writes of every connection served in this pass:
+    // with --fsync always they share one fsync (group commit).
+    engine_.wait_durable(op_stats_);
+    std::vector<int> released;
+    released.swap(awaiting_durability_);
+    for (int fd : released) {
+        auto it = connections_.find(fd);
+        if (it == connections_.end()) continue;
+        it->second.awaiting_durability = false;
+        settle(it->second, it->second.connection->release_output());
     }
 }
 
@@ -152,14 +175,20 @@ void Worker::run() {
             it->second.in_ready_list = false;
             settle(it->second, it->second.connection->resume());
         }
+        release_durable_replies();
     }
     // Shutdown: finish the requests already read, write their replies out,
     // close. A client that does not read gets until the deadline.
+    release_durable_replies();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kShutdownDrainMs);
     for (auto& [fd, entry] : connections_) {
         Connection& connection = *entry.connection;
         while (std::chrono::steady_clock::now() < deadline) {
             if (connection.resume() == Connection::Status::kClosed) break;
+            if (connection.awaiting_durability()) {
+                engine_.wait_durable(op_stats_);
+                if (connection.release_output() == Connection::Status::kClosed) break;
+            }
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
             connection.drain(static_cast<int>(left.count()));
             if (!connection.blocked_on_output() && !connection.has_pending_input()) break;

@@ -51,6 +51,7 @@ private:
         std::shared_ptr<ConnectionInfo> info;
         uint32_t events = 0;
         bool in_ready_list = false;
+        bool awaiting_durability = false;
     };
 
     void run();
@@ -58,6 +59,8 @@ private:
     // Applies a connection's status: closes it or updates its epoll interest.
     void settle(Entry& entry, Connection::Status status);
     void close_entry(int fd);
+    // Waits once for the durable store, then sends the held replies.
+    void release_durable_replies();
 
     engine::Engine& engine_;
     protocol::ServerServices& services_;
@@ -73,6 +76,7 @@ private:
 
     std::unordered_map<int, Entry> connections_;
     std::vector<int> ready_;   // connections that yielded with requests left
+    std::vector<int> awaiting_durability_;  // replies held until their writes are durable
     engine::OpStats op_stats_;
     engine::StatCounter conn_yields_;
 };

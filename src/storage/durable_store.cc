@@ -26,6 +26,8 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <thread>
 
 namespace memkeep::storage {
@@ -57,20 +59,30 @@ public:
     const char* Name() const override { return "memkeep.ExpiredItemFilter"; }
 };
 
+// Writes go through one ordered queue: a command appends its write to the
+// queue (under its key's cache lock, so a key's writes enter in the order the
+// cache applied them) and gets a ticket; the committer thread writes
+// everything queued as one RocksDB WriteBatch (one write-ahead-log write, and
+// with --fsync always one fsync, for many commands: group commit) and then
+// wakes the connections waiting for those tickets. Until a write is in
+// RocksDB, get() finds it in the queue.
 class DurableStore : public Backend {
 public:
     DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync)
         : db_(db), lock_fd_(lock_fd), fsync_(fsync) {
-        syncer_ = std::thread([this] { sync_loop(); });
+        committer_ = std::thread([this] { commit_loop(); });
+        if (fsync_ == FsyncPolicy::kEverySecond) syncer_ = std::thread([this] { sync_every_second(); });
     }
 
     ~DurableStore() override {
         {
-            std::lock_guard<std::mutex> guard(sync_mutex_);
+            std::lock_guard<std::mutex> guard(mutex_);
             stopping_ = true;
         }
-        sync_wanted_.notify_all();
-        syncer_.join();
+        work_.notify_all();
+        committed_cv_.notify_all();
+        committer_.join();
+        if (syncer_.joinable()) syncer_.join();
         db_->SyncWAL();
         db_->Close();
         delete db_;
@@ -78,19 +90,48 @@ public:
     }
 
     uint64_t put(std::string_view key, const RecordView& record) override {
-        return write_done(db_->Put(write_options_, data_key(key), encode_record(record)));
+        std::string encoded = encode_record(record);
+        std::lock_guard<std::mutex> guard(mutex_);
+        queued_batch_.Put(data_key(key), encoded);
+        queued_[std::string(key)] = std::move(encoded);
+        return enqueued();
     }
 
     uint64_t remove(std::string_view key) override {
-        return write_done(db_->Delete(write_options_, data_key(key)));
+        std::lock_guard<std::mutex> guard(mutex_);
+        queued_batch_.Delete(data_key(key));
+        queued_[std::string(key)].reset();
+        return enqueued();
     }
 
     uint64_t remove_all() override {
+        std::unique_lock<std::mutex> lock(mutex_);
+        // Rare (flush_all): wait until the queue is written, then delete the
+        // whole data range and sync, before anything else is queued.
+        work_.notify_one();
+        committed_cv_.wait(lock, [&] { return (committed_ == queued_count_ && !committing_) || stopping_; });
         std::string begin(1, kDataPrefix), end(1, static_cast<char>(kDataPrefix + 1));
-        return write_done(db_->DeleteRange(write_options_, db_->DefaultColumnFamily(), begin, end));
+        rocksdb::WriteOptions synced;
+        synced.sync = true;
+        if (!db_->DeleteRange(synced, db_->DefaultColumnFamily(), begin, end).ok()) {
+            ++write_errors_;
+            return 0;
+        }
+        return committed_;
     }
 
     bool get(std::string_view key, Record* out) override {
+        {
+            std::lock_guard<std::mutex> guard(mutex_);
+            std::string owned(key);
+            for (auto* writes : {&queued_, &committing_writes_}) {
+                auto it = writes->find(owned);
+                if (it != writes->end()) {
+                    if (!it->second) return false;  // a queued removal
+                    return decode_record(*it->second, out);
+                }
+            }
+        }
         std::string stored;
         rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), data_key(key), &stored);
         if (!status.ok()) return false;
@@ -98,22 +139,25 @@ public:
         return decode_record(stored, out);
     }
 
+    // A write is acknowledged once it is in the write-ahead log (so a crash of
+    // the process alone cannot lose it), and with --fsync always once synced.
     void wait_durable(uint64_t ticket) override {
-        if (fsync_ != FsyncPolicy::kAlways || ticket == 0) return;
-        std::unique_lock<std::mutex> lock(sync_mutex_);
-        if (synced_ >= ticket) return;
-        ++waiters_;
-        sync_wanted_.notify_one();
-        synced_cv_.wait(lock, [&] { return synced_ >= ticket || stopping_; });
-        --waiters_;
+        if (ticket == 0) return;
+        std::unique_lock<std::mutex> lock(mutex_);
+        committed_cv_.wait(lock, [&] { return committed_ >= ticket || stopping_; });
     }
 
     bool put_meta(std::string_view name, std::string_view value) override {
         std::string key(1, kMetaPrefix);
         key.append(name);
-        uint64_t ticket = write_done(db_->Put(write_options_, key, rocksdb::Slice(value.data(), value.size())));
+        uint64_t ticket;
+        {
+            std::lock_guard<std::mutex> guard(mutex_);
+            queued_batch_.Put(key, rocksdb::Slice(value.data(), value.size()));
+            ticket = enqueued();
+        }
         wait_durable(ticket);
-        return ticket != 0;
+        return true;
     }
 
     bool get_meta(std::string_view name, std::string* value) override {
@@ -158,70 +202,99 @@ public:
         out.emplace_back("storage_disk_bytes",
                          std::to_string(property("rocksdb.total-sst-files-size") + wal_bytes));
         out.emplace_back("storage_wal_bytes", std::to_string(wal_bytes));
+        // RocksDB's estimate: overwritten keys may count more than once until compaction.
         out.emplace_back("storage_items_on_disk", std::to_string(property("rocksdb.estimate-num-keys")));
         out.emplace_back("storage_disk_reads", std::to_string(reads_.load()));
-        std::lock_guard<std::mutex> guard(sync_mutex_);
+        std::lock_guard<std::mutex> guard(mutex_);
+        out.emplace_back("storage_wal_writes", std::to_string(batches_written_));
         out.emplace_back("storage_wal_syncs", std::to_string(wal_syncs_));
         out.emplace_back("storage_last_sync_time", std::to_string(last_sync_time_));
-        out.emplace_back("storage_write_errors", std::to_string(write_errors_.load()));
+        out.emplace_back("storage_write_errors", std::to_string(write_errors_));
     }
 
 private:
-    // Every write goes to the write-ahead log (in the OS's hands once Put
-    // returns, so a crash of the process alone loses nothing); the syncer
-    // thread makes it stable according to the fsync policy.
-    uint64_t write_done(const rocksdb::Status& status) {
-        if (!status.ok()) {
-            write_errors_.fetch_add(1, std::memory_order_relaxed);
-            return 0;
-        }
-        return written_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    uint64_t enqueued() {
+        work_.notify_one();
+        return ++queued_count_;
     }
 
-    // Group commit: one SyncWAL covers every write made before it started,
-    // so all commands waiting at that moment share one fsync.
-    void sync_loop() {
-        std::unique_lock<std::mutex> lock(sync_mutex_);
-        while (!stopping_) {
-            if (fsync_ == FsyncPolicy::kAlways) {
-                sync_wanted_.wait(lock, [&] { return stopping_ || (waiters_ > 0 && written_.load() > synced_); });
-            } else {
-                sync_wanted_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
-                if (fsync_ == FsyncPolicy::kNever) continue;
+    void commit_loop() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (true) {
+            work_.wait(lock, [&] { return stopping_ || queued_batch_.Count() > 0; });
+            if (queued_batch_.Count() == 0) return;  // stopping, nothing left
+            rocksdb::WriteBatch batch(std::move(queued_batch_));
+            queued_batch_.Clear();
+            committing_writes_.swap(queued_);
+            uint64_t target = queued_count_;
+            committing_ = true;
+            lock.unlock();
+
+            rocksdb::WriteOptions options;
+            options.sync = fsync_ == FsyncPolicy::kAlways;
+            rocksdb::Status status = db_->Write(options, &batch);
+
+            lock.lock();
+            if (!status.ok()) {
+                // The commands waiting for these writes are still released:
+                // there is no way to unsay them now, so it is counted and logged.
+                if (write_errors_++ == 0) {
+                    std::fprintf(stderr, "memkeep: durable store write failed: %s\n", status.ToString().c_str());
+                }
             }
-            if (stopping_) break;
-            uint64_t target = written_.load(std::memory_order_acquire);
-            if (target == synced_) continue;
+            ++batches_written_;
+            if (options.sync) {
+                ++wal_syncs_;
+                last_sync_time_ = ::time(nullptr);
+            }
+            committing_writes_.clear();
+            committing_ = false;
+            committed_ = target;
+            committed_cv_.notify_all();
+        }
+    }
+
+    void sync_every_second() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        uint64_t synced = 0;
+        while (!stopping_) {
+            committed_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+            if (stopping_ || committed_ == synced) continue;
+            uint64_t target = committed_;
             lock.unlock();
             rocksdb::Status status = db_->SyncWAL();
             lock.lock();
             if (!status.ok()) {
-                write_errors_.fetch_add(1);
+                ++write_errors_;
                 continue;
             }
-            synced_ = target;
+            synced = target;
             ++wal_syncs_;
             last_sync_time_ = ::time(nullptr);
-            synced_cv_.notify_all();
         }
     }
 
     rocksdb::DB* db_;
     int lock_fd_;
     FsyncPolicy fsync_;
-    rocksdb::WriteOptions write_options_;
-    std::atomic<uint64_t> written_{0};
     std::atomic<uint64_t> reads_{0};
-    std::atomic<uint64_t> write_errors_{0};
 
-    std::mutex sync_mutex_;
-    std::condition_variable sync_wanted_;
-    std::condition_variable synced_cv_;
-    uint64_t synced_ = 0;
-    int waiters_ = 0;
+    std::mutex mutex_;
+    std::condition_variable work_;          // something was queued
+    std::condition_variable committed_cv_;  // a batch was written
+    rocksdb::WriteBatch queued_batch_;
+    // The newest queued write per key (nullopt: a removal), for get().
+    std::unordered_map<std::string, std::optional<std::string>> queued_;
+    std::unordered_map<std::string, std::optional<std::string>> committing_writes_;
+    uint64_t queued_count_ = 0;   // tickets handed out
+    uint64_t committed_ = 0;      // tickets written
+    bool committing_ = false;
+    bool stopping_ = false;
+    uint64_t batches_written_ = 0;
     uint64_t wal_syncs_ = 0;
     int64_t last_sync_time_ = 0;
-    bool stopping_ = false;
+    uint64_t write_errors_ = 0;
+    std::thread committer_;
     std::thread syncer_;
 };
 

@@ -281,7 +281,7 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     db_options.compaction_style = rocksdb::kCompactionStyleFIFO;
     db_options.compaction_options_fifo.max_table_files_size = options.disk_limit;
     db_options.compaction_options_fifo.allow_compaction = false;
-    uint64_t buffer = std::clamp<uint64_t>(options.disk_limit / 8, 1u << 20, 8u << 20);
+    uint64_t buffer = std::clamp<uint64_t>(options.disk_limit / 8, 1u << 20, 4u << 20);
     db_options.write_buffer_size = buffer;
     db_options.max_write_buffer_number = 3;
     db_options.max_background_jobs = 2;

@@ -22,7 +22,7 @@ namespace memkeep::storage {
 struct OverflowOptions {
     std::string data_dir;
     uint64_t disk_limit = 0;       // bytes of item data kept on disk
-    uint64_t max_pending_bytes = 16u << 20;  // evicted items waiting for the writer
+    uint64_t max_pending_bytes = 8u << 20;   // evicted items waiting for the writer
 };
 
 // Opens a fresh tier in `data_dir` (creating it; a previous run's tier there

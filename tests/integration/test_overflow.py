@@ -14,6 +14,7 @@ import hashlib
 import os
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.memkeep_only
 
 MIB = 1024 * 1024
 # Resident memory beyond -m that the overflow mode may use: RocksDB memtables
-# (2 x 8 MB), its block cache (8 MB), evicted items queued for the writer (up
-# to 2 x 16 MB), connection buffers and the process itself. docs/OPERATIONS.md.
+# (3 x 4 MB), its block cache (8 MB), evicted items queued for the writer (up
+# to 2 x 8 MB), connection buffers, allocator slack and the process itself.
+# docs/OPERATIONS.md.
 OVERHEAD_BOUND_MIB = 96
 
 
@@ -178,11 +180,19 @@ def test_disk_limit_drops_the_oldest(server_factory, tmp_path):
         count = 160 * MIB // len(value)
         for i in range(count):
             set_value(c, b"seq%d" % i, value[i % 100:] + value[: i % 100])
-        stats = c.stats(b"storage")
+        # FIFO compaction runs after each flush, in the background: while it
+        # catches up the disk may hold a few flushes more; once it has, at
+        # most one memtable flush (4 MB) beyond the limit (docs/OPERATIONS.md).
+        deadline = time.monotonic() + 20
+        while True:
+            stats = c.stats(b"storage")
+            settled = int(stats["storage_disk_bytes"]) <= limit + 4 * MIB
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert settled, stats
         assert int(stats["storage_disk_evictions"]) > 0
         assert int(stats["storage_disk_bytes_reclaimed"]) > 0
-        # Documented slack: one memtable flush (8 MB) beyond the limit.
-        assert int(stats["storage_disk_bytes"]) <= limit + 8 * MIB, stats
         assert get_value(c, b"seq0") is None           # oldest: dropped
         last = count - 1
         assert get_value(c, b"seq%d" % last) == (0, value[last % 100:] + value[: last % 100])  # newest: kept

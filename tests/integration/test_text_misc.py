@@ -10,28 +10,7 @@ import socket
 import time
 
 import pytest
-
-
-# Small reply helpers, repeated in each test_text_*.py file on purpose (see
-# test_text_storage.py).
-
-def expect(c, request, expected, timeout=5.0):
-    """Send request and assert that the next len(expected) bytes are expected."""
-    c.send(request)
-    c.sock.settimeout(timeout)
-    try:
-        got = c.read_exact(len(expected))
-    except (socket.timeout, TimeoutError):
-        pytest.fail(f"{request[:200]!r}: expected {expected!r}, got only {c.buf!r} before timeout")
-    assert got == expected, f"{request[:200]!r}: expected {expected!r}, got {got!r}"
-
-
-def value(key, data, flags=0):
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(data), data)
-
-
-def hit(key, data, flags=0):
-    return value(key, data, flags) + b"END\r\n"
+from text_replies import expect, hit, value
 
 
 def wait_for_miss(c, key, deadline):

@@ -9,30 +9,12 @@ import socket
 import time
 
 import pytest
+from text_replies import expect, hit, value
 
 
 # Small reply helpers. They are repeated in each test_text_*.py file on
 # purpose: those four files are the text-protocol suite and conftest.py is
 # shared with other suites.
-
-def expect(c, request, expected, timeout=5.0):
-    """Send request and assert that the next len(expected) bytes are expected."""
-    c.send(request)
-    c.sock.settimeout(timeout)
-    try:
-        got = c.read_exact(len(expected))
-    except (socket.timeout, TimeoutError):
-        pytest.fail(f"{request[:200]!r}: expected {expected!r}, got only {c.buf!r} before timeout")
-    assert got == expected, f"{request[:200]!r}: expected {expected!r}, got {got!r}"
-
-
-def value(key, data, flags=0):
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(data), data)
-
-
-def hit(key, data, flags=0):
-    """The whole reply of `get key` when key holds data."""
-    return value(key, data, flags) + b"END\r\n"
 
 
 def gets_cas(c, key):

@@ -32,9 +32,33 @@
 // broken connection and no reply left outstanding at the end; 1 otherwise
 // (the JSON line is printed either way); 2 on bad usage or connect failure.
 //
+// Key distribution (--key-dist, for the measured phase; the load phase
+// always sets every key once):
+//   uniform         every key equally likely (the default)
+//   zipf            key of popularity rank r (1..N) with probability
+//                   proportional to 1/r^s (--zipf-s, default 0.99), drawn
+//                   exactly by binary search in a table of the cumulative
+//                   distribution (8 bytes per key)
+//   hotcold         --hot-share (default 0.9) of the requests go to a hot set
+//                   of --hot-keys (default 0.1) of the keys, uniform within
+//                   the hot and within the cold set
+// Popularity ranks are scattered over the key space by a fixed bijection
+// (rank r -> key (r * A + B) mod N), so the hot keys are neither the first nor
+// the last keys the load phase wrote (which would make them all on disk, or
+// all in RAM, in a cache smaller than the working set).
+//
+// Value sizes: --value-size N alone gives every key N bytes. With
+// --value-size-max M (> N) the value of key i has a size in [N, M] fixed by a
+// hash of i, so a get is still checked for its exact length and bytes.
+//
+// The JSON line also gives get-only figures (gets_per_s, get_hits,
+// get_hit_ratio, get_p50_us, get_p99_us), for workloads whose sets should not
+// be mixed into read latency.
+//
 // Usage:
 //   kvload --port 11211 --protocol memcached|redis --workload set|get|mix
-//          [--get-ratio 0.9] [--value-size 100] [--keys 100000]
+//          [--get-ratio 0.9] [--value-size 100] [--value-size-max 0] [--keys 100000]
+//          [--key-dist uniform|zipf|hotcold] [--zipf-s 0.99] [--hot-keys 0.1] [--hot-share 0.9]
 //          [--connections 16] [--pipeline 1] [--duration 5] [--warmup 1]
 //          [--seed 1] [--load auto|yes|no] [--host 127.0.0.1]
 
@@ -58,6 +82,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <numeric>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +111,10 @@ struct Options {
   std::string workload = "set";
   double get_ratio = -1;  // -1: from the workload
   int value_size = 100;
+  int value_size_max = 0;  // 0: every value is value_size bytes
+  std::string key_dist = "uniform";
+  double zipf_s = 0.99;
+  double hot_keys = 0.1, hot_share = 0.9;
   int64_t keys = 100000;
   int connections = 16;
   int pipeline = 1;
@@ -115,27 +144,36 @@ struct Rng {
 // AOF does not), instead of a repeating pattern that compresses to nothing.
 class Values {
  public:
-  explicit Values(int size) : size_(size) {
-    pattern_.resize(std::max<size_t>(size_t(1) << 20, size_t(size) * 4));
+  explicit Values(int size, int size_max = 0) : size_(size), size_max_(std::max(size, size_max)) {
+    pattern_.resize(std::max<size_t>(size_t(1) << 20, size_t(size_max_) * 4));
     Rng rng{12345};
     for (char& c : pattern_) c = char('a' + rng.next() % 26);
   }
+  // The size of key i's value: fixed, or in [size, size_max] by a hash of i.
+  int size_of(int64_t i) const {
+    if (size_max_ == size_) return size_;
+    Rng h{uint64_t(i) * 0x2545f4914f6cdd1dULL + 7};
+    return size_ + int(h.next() % uint64_t(size_max_ - size_ + 1));
+  }
   void append(std::string& out, int64_t i) const {
     size_t start = out.size();
-    out.append(pattern_.data() + offset(i), size_t(size_));
-    if (size_ >= kKeyDigits) write_digits(&out[start], i);
+    int n = size_of(i);
+    out.append(pattern_.data() + offset(i), size_t(n));
+    if (n >= kKeyDigits) write_digits(&out[start], i);
   }
   bool matches(const char* p, int64_t i) const {
     const char* want = pattern_.data() + offset(i);
-    if (size_ >= kKeyDigits) {
+    int n = size_of(i);
+    if (n >= kKeyDigits) {
       char digits[kKeyDigits];
       write_digits(digits, i);
       return std::memcmp(p, digits, kKeyDigits) == 0 &&
-             std::memcmp(p + kKeyDigits, want + kKeyDigits, size_t(size_ - kKeyDigits)) == 0;
+             std::memcmp(p + kKeyDigits, want + kKeyDigits, size_t(n - kKeyDigits)) == 0;
     }
-    return std::memcmp(p, want, size_t(size_)) == 0;
+    return std::memcmp(p, want, size_t(n)) == 0;
   }
   int size() const { return size_; }
+  bool fixed() const { return size_max_ == size_; }
 
   static void write_digits(char* p, int64_t i) {
     for (int d = kKeyDigits - 1; d >= 0; --d) {
@@ -145,8 +183,9 @@ class Values {
   }
 
  private:
-  size_t offset(int64_t i) const { return size_t(uint64_t(i) * 2654435761u % (pattern_.size() - size_t(size_) + 1)); }
+  size_t offset(int64_t i) const { return size_t(uint64_t(i) * 2654435761u % (pattern_.size() - size_t(size_max_) + 1)); }
   int size_;
+  int size_max_;
   std::string pattern_;
 };
 
@@ -157,6 +196,55 @@ void append_key(std::string& out, int64_t i) {
   out.append(digits, kKeyDigits);
 }
 constexpr int kKeyLen = 3 + kKeyDigits;
+
+// Picks the key of the next request (see "Key distribution" at the top).
+class KeyPicker {
+ public:
+  KeyPicker(const std::string& dist, int64_t n, double zipf_s, double hot_keys, double hot_share)
+      : n_(n), hot_share_(hot_share) {
+    if (dist == "zipf") {
+      kind_ = kZipf;
+      cdf_.resize(size_t(n));
+      double sum = 0;
+      for (int64_t r = 0; r < n; ++r) cdf_[size_t(r)] = (sum += std::pow(double(r + 1), -zipf_s));
+      for (double& c : cdf_) c /= sum;
+    } else if (dist == "hotcold") {
+      kind_ = kHotCold;
+      hot_n_ = std::clamp<int64_t>(int64_t(std::llround(hot_keys * double(n))), 1, n);
+    }
+    // A multiplier coprime with n makes rank -> (rank * a + b) mod n a bijection.
+    a_ = 1;
+    for (uint64_t cand : {2654435761ULL, 40503ULL, 7919ULL, 104729ULL, 15485863ULL, 1ULL})
+      if (std::gcd(cand % uint64_t(n), uint64_t(n)) == 1 || n == 1) {
+        a_ = cand % uint64_t(n);
+        break;
+      }
+    b_ = uint64_t(n) / 3;
+  }
+  int64_t pick(Rng& rng) const {
+    uint64_t rank;
+    switch (kind_) {
+      case kUniform:
+        return int64_t(rng.next() % uint64_t(n_));
+      case kZipf:
+        rank = uint64_t(std::lower_bound(cdf_.begin(), cdf_.end(), rng.uniform()) - cdf_.begin());
+        if (rank >= uint64_t(n_)) rank = uint64_t(n_ - 1);
+        break;
+      default:  // kHotCold
+        if (hot_n_ == n_ || rng.uniform() < hot_share_) rank = rng.next() % uint64_t(hot_n_);
+        else rank = uint64_t(hot_n_) + rng.next() % uint64_t(n_ - hot_n_);
+    }
+    return int64_t((unsigned __int128)rank * a_ % uint64_t(n_) + b_) % n_;
+  }
+
+ private:
+  enum Kind { kUniform, kZipf, kHotCold } kind_ = kUniform;
+  int64_t n_;
+  double hot_share_;
+  int64_t hot_n_ = 0;
+  uint64_t a_ = 1, b_ = 0;
+  std::vector<double> cdf_;
+};
 
 struct Pending {
   bool get;
@@ -181,6 +269,7 @@ struct Counters {
   uint64_t ops = 0, gets = 0, sets = 0, misses = 0, errors = 0;
   uint64_t sent = 0;
   std::vector<int64_t> lat_ns;
+  std::vector<int64_t> get_lat_ns;  // the gets' latencies alone
   std::string first_error;
   void error(const std::string& what) {
     ++errors;
@@ -211,7 +300,8 @@ class Loader {
  public:
   explicit Loader(const Options& o)
       : o_(o),
-        values_(o.value_size),
+        values_(o.value_size, o.value_size_max),
+        keys_(o.key_dist, o.keys, o.zipf_s, o.hot_keys, o.hot_share),
         mc_set_suffix_(" 0 0 " + std::to_string(o.value_size) + "\r\n"),
         redis_get_prefix_("*2\r\n$3\r\nGET\r\n$" + std::to_string(kKeyLen) + "\r\n"),
         redis_set_prefix_("*3\r\n$3\r\nSET\r\n$" + std::to_string(kKeyLen) + "\r\n"),
@@ -337,7 +427,8 @@ class Loader {
       if (get) {
         out.append("\r\n");
       } else {
-        out.append(mc_set_suffix_);  // " 0 0 <len>\r\n"
+        if (values_.fixed()) out.append(mc_set_suffix_);  // " 0 0 <len>\r\n"
+        else out.append(" 0 0 " + std::to_string(values_.size_of(key)) + "\r\n");
         values_.append(out, key);
         out.append("\r\n");
       }
@@ -347,7 +438,8 @@ class Loader {
       if (get) {
         out.append("\r\n");
       } else {
-        out.append(redis_set_middle_);  // "\r\n$<len>\r\n"
+        if (values_.fixed()) out.append(redis_set_middle_);  // "\r\n$<len>\r\n"
+        else out.append("\r\n$" + std::to_string(values_.size_of(key)) + "\r\n");
         values_.append(out, key);
         out.append("\r\n");
       }
@@ -368,7 +460,7 @@ class Loader {
     } else {
       for (int i = 0; i < o_.pipeline; ++i) {
         bool get = o_.get_ratio >= 1.0 || (o_.get_ratio > 0 && k.rng.uniform() < o_.get_ratio);
-        append_request(k, get, int64_t(k.rng.next() % uint64_t(o_.keys)));
+        append_request(k, get, keys_.pick(k.rng));
       }
     }
     cnt.sent += k.pending.size();
@@ -436,6 +528,7 @@ class Loader {
       ++cnt.sets;
     }
     cnt.lat_ns.push_back(t - k.batch_start);
+    if (p.get) cnt.get_lat_ns.push_back(t - k.batch_start);
   }
 
   // Returns the line at k.in_off (without \r\n) and sets `next` past it, or
@@ -515,9 +608,9 @@ class Loader {
           return;
         }
       }
-      if (data_len != size_t(o_.value_size)) {
+      if (data_len != size_t(values_.size_of(p.key))) {
         break_conn(k, cnt, what + ": value of " + std::to_string(data_len) + " bytes, expected " +
-                               std::to_string(o_.value_size));
+                               std::to_string(values_.size_of(p.key)));
         return;
       }
       std::string_view trailer = o_.redis ? "\r\n" : "\r\nEND\r\n";
@@ -539,6 +632,7 @@ class Loader {
 
   const Options& o_;
   Values values_;
+  KeyPicker keys_;
   const std::string mc_set_suffix_, redis_get_prefix_, redis_set_prefix_, redis_set_middle_;
   std::vector<Conn> conns_;
   int epfd_ = -1;
@@ -569,6 +663,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--workload") o.workload = val();
     else if (a == "--get-ratio") o.get_ratio = std::atof(val().c_str());
     else if (a == "--value-size") o.value_size = std::atoi(val().c_str());
+    else if (a == "--value-size-max") o.value_size_max = std::atoi(val().c_str());
+    else if (a == "--key-dist") o.key_dist = val();
+    else if (a == "--zipf-s") o.zipf_s = std::atof(val().c_str());
+    else if (a == "--hot-keys") o.hot_keys = std::atof(val().c_str());
+    else if (a == "--hot-share") o.hot_share = std::atof(val().c_str());
     else if (a == "--keys") o.keys = std::atoll(val().c_str());
     else if (a == "--connections") o.connections = std::atoi(val().c_str());
     else if (a == "--pipeline") o.pipeline = std::atoi(val().c_str());
@@ -589,6 +688,14 @@ Options parse(int argc, char** argv) {
   } else usage_error("--workload set|get|mix");
   if (o.get_ratio < 0 || o.get_ratio > 1) usage_error("--get-ratio must be in [0, 1]");
   if (o.value_size < 1 || o.value_size > 16 * 1024 * 1024) usage_error("--value-size out of range");
+  if (o.value_size_max != 0 && (o.value_size_max < o.value_size || o.value_size_max > 16 * 1024 * 1024))
+    usage_error("--value-size-max must be 0 or in [--value-size, 16 MiB]");
+  if (o.key_dist != "uniform" && o.key_dist != "zipf" && o.key_dist != "hotcold")
+    usage_error("--key-dist uniform|zipf|hotcold");
+  if (o.key_dist == "zipf" && (o.zipf_s <= 0 || o.zipf_s > 10 || o.keys > 100000000))
+    usage_error("--zipf-s must be in (0, 10] and --keys at most 100,000,000 for zipf");
+  if (o.hot_keys <= 0 || o.hot_keys > 1 || o.hot_share < 0 || o.hot_share > 1)
+    usage_error("--hot-keys must be in (0, 1] and --hot-share in [0, 1]");
   if (o.keys < 1 || o.keys >= 1000000000) usage_error("--keys must be in [1, 999999999]");
   if (o.connections < 1 || o.connections > 4096) usage_error("--connections out of range");
   if (o.pipeline < 1 || o.pipeline > 4096) usage_error("--pipeline out of range");
@@ -627,6 +734,8 @@ int main(int argc, char** argv) {
     mean_us += double(v) / 1000.0;
   }
   if (!cnt.lat_ns.empty()) mean_us /= double(cnt.lat_ns.size());
+  double get_p50 = percentile_us(cnt.get_lat_ns, 0.50), get_p99 = percentile_us(cnt.get_lat_ns, 0.99);
+  uint64_t get_hits = cnt.gets - cnt.misses;
   uint64_t errors = cnt.errors + load_cnt.errors;
   std::string first_error = !load_cnt.first_error.empty() ? "load: " + load_cnt.first_error : cnt.first_error;
   int broken = loader.broken_count();
@@ -638,11 +747,15 @@ int main(int argc, char** argv) {
       ",\"sets\":%" PRIu64 ",\"get_misses\":%" PRIu64 ",\"errors\":%" PRIu64
       ",\"broken_connections\":%d,\"outstanding_at_end\":%" PRIu64
       ",\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f"
+      ",\"key_dist\":\"%s\",\"zipf_s\":%.3f,\"hot_keys\":%.3f,\"hot_share\":%.3f,\"value_size_max\":%d"
+      ",\"gets_per_s\":%.1f,\"get_hits\":%" PRIu64 ",\"get_hit_ratio\":%.5f,\"get_p50_us\":%.1f,\"get_p99_us\":%.1f"
       ",\"first_error\":\"%s\"}\n",
       o.redis ? "redis" : "memcached", o.workload.c_str(), o.get_ratio, o.value_size, o.keys, o.connections,
       o.pipeline, o.seed, do_load ? "true" : "false", load_s, load_cnt.errors, o.warmup, counted_s, cnt.ops,
       counted_s > 0 ? double(cnt.ops) / counted_s : 0.0, cnt.gets, cnt.sets, cnt.misses, errors, broken,
-      outstanding, p50, p90, p99, p999, max_us, mean_us, printable(first_error).c_str());
+      outstanding, p50, p90, p99, p999, max_us, mean_us, o.key_dist.c_str(), o.zipf_s, o.hot_keys, o.hot_share,
+      std::max(o.value_size, o.value_size_max), counted_s > 0 ? double(cnt.gets) / counted_s : 0.0, get_hits,
+      cnt.gets ? double(get_hits) / double(cnt.gets) : 0.0, get_p50, get_p99, printable(first_error).c_str());
   std::fflush(stdout);
   return (errors == 0 && broken == 0 && outstanding == 0 && load_ok) ? 0 : 1;
 }

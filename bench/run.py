@@ -171,10 +171,12 @@ class Server:
     stderr_path: Path
 
 
-def start_server(label, binary, args, cpus, outdir):
+def start_server(label, binary, args, cpus, outdir, extra_args=()):
+    """Starts `binary` with the common flags (+ extra_args, e.g. storage
+    options) pinned to `cpus`; returns once it accepts connections."""
     port = free_port()
     cmd = [str(binary), "-p", str(port), "-l", HOST, "-m", str(args.memory_mb), "-t", str(args.threads),
-           "-c", "4096"]
+           "-c", "4096"] + [str(a) for a in extra_args]
     if os.geteuid() == 0:
         cmd += ["-u", "root"]  # memcached refuses to run as root without it
     stderr_path = outdir / f"server-{label}.stderr"
@@ -252,15 +254,23 @@ def stats(port, group=b""):
 # Latency sampler
 # --------------------------------------------------------------------------
 
-def build_sampler():
-    if SAMPLER_BINARY.exists() and SAMPLER_BINARY.stat().st_mtime >= SAMPLER_SOURCE.stat().st_mtime:
-        return SAMPLER_BINARY
-    SAMPLER_BINARY.parent.mkdir(parents=True, exist_ok=True)
+def build_cxx(source, binary, std="c++17"):
+    """Compiles a one-file bench tool into binary unless it is newer than its
+    source; the rename makes a concurrent run see the old or the new binary."""
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
     compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if not compiler:
-        raise RuntimeError("no C++ compiler to build bench/latency_sampler.cc")
-    subprocess.run([compiler, "-O2", "-std=c++17", "-o", str(SAMPLER_BINARY), str(SAMPLER_SOURCE)], check=True)
-    return SAMPLER_BINARY
+        raise RuntimeError(f"no C++ compiler to build {source}")
+    tmp = binary.with_name(f"{binary.name}.tmp{os.getpid()}")
+    subprocess.run([compiler, "-O2", f"-std={std}", "-o", str(tmp), str(source)], check=True)
+    tmp.replace(binary)
+    return binary
+
+
+def build_sampler():
+    return build_cxx(SAMPLER_SOURCE, SAMPLER_BINARY)
 
 
 def realtime_prefix():

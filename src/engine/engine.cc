@@ -69,6 +69,8 @@ Cache::Options Engine::cache_options() const {
     if (overflow()) {
         // Evicted items go to the disk tier instead of being lost.
         options.on_evict = [backend = backend_](const Item& item) {
+            // An item recached from disk and not changed since is still there.
+            if (item.has(kItemHasDiskCopy)) return;
             backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
         };
     }
@@ -94,6 +96,38 @@ void Engine::save_state() {
 uint64_t Engine::persist(const Item& item) {
     if (!durable()) return 0;
     return backend_->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
+}
+
+bool Engine::read_twice_recently(std::string_view key) {
+    // A direct-mapped table of the keys last read from disk: a key found in
+    // its slot was read from disk before, recently enough not to be displaced.
+    uint64_t hash = std::hash<std::string_view>{}(key) | 1;
+    std::atomic<uint64_t>& slot = recent_disk_reads_[hash % kRecentDiskReads];
+    if (slot.load(std::memory_order_relaxed) == hash) {
+        slot.store(0, std::memory_order_relaxed);
+        return true;
+    }
+    slot.store(hash, std::memory_order_relaxed);
+    return false;
+}
+
+ItemRef Engine::transient_item(std::string_view key, const storage::Record& record) {
+    size_t footprint = item_footprint(key.size(), record.value.size());
+    transient_budget_.try_take(footprint);  // unbounded: replies in flight only
+    Item* item = allocate_item(key, record.value.size(), record.client_flags, record.exptime);
+    if (!item) {
+        transient_budget_.give_back(footprint);
+        return {};
+    }
+    if (!record.value.empty()) std::memcpy(item->value_data(), record.value.data(), record.value.size());
+    item->cas = record.cas;
+    return ItemRef(item, &transient_budget_);
+}
+
+uint64_t Engine::changed_in_place(Item& item) {
+    // Overflow: the disk copy no longer matches, so an eviction must write it again.
+    item.state &= static_cast<uint8_t>(~kItemHasDiskCopy);
+    return persist(item);
 }
 
 uint64_t Engine::persist_removal(std::string_view key) {
@@ -139,6 +173,7 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
         if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
         loaded->cas = record.cas;
         loaded->last_access = static_cast<uint32_t>(now);
+        if (overflow()) loaded->state |= kItemHasDiskCopy;
         clock_.observe(record.cas);
         stats.disk_loads.add();
         item = loaded.get();
@@ -182,7 +217,27 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     FetchResult result;
     DurabilityWait durability(stats);
     std::optional<Cache::Slot> slot(cache_.lock(request.key));
-    Item* item = lookup(slot, request.key, now, stats);
+    // Overflow: a plain read of a disk item is served from disk without
+    // moving it into RAM; only a second read soon after brings it back.
+    bool plain_read = !request.touch_exptime && !request.vivify_exptime && !request.recache_below;
+    Item* item = overflow() && plain_read ? slot->find(now) : lookup(slot, request.key, now, stats);
+    if (!item && overflow() && plain_read && !slot->expired()) {
+        storage::Record record;
+        if (backend_->get(request.key, &record) && !is_expired(record.exptime, now)) {
+            if (read_twice_recently(request.key)) {
+                item = lookup(slot, request.key, now, stats);
+            } else {
+                stats.cmd_get.add();
+                stats.get_hits.add();
+                stats.disk_loads.add();
+                result.item = transient_item(request.key, record);
+                result.cas = record.cas;
+                result.exptime = result.previous_exptime = record.exptime;
+                result.last_access = static_cast<uint32_t>(now);
+                return result;
+            }
+        }
+    }
     if (!item && slot->expired()) stats.get_expired.add();
 
     if (!item && request.vivify_exptime) {
@@ -218,7 +273,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     result.previous_exptime = result.created ? 0 : item->exptime;
     if (touching) {
         item->exptime = expiry(*request.touch_exptime);
-        durability.add(persist(*item));
+        durability.add(changed_in_place(*item));
     }
 
     bool won = result.created;
@@ -405,6 +460,7 @@ DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64
             if (slot->find(now) != current.get() && attempt < 8) continue;
             item = emptied.get();
             slot->link(std::move(emptied));
+            if (overflow()) persist_removal(request.key);  // the old disk copy is stale
         }
         if (request.invalidate || request.empty_value) {
             // Keep the item; with I it is marked stale, so one client can win
@@ -416,7 +472,7 @@ DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64
             }
             item->cas = request.explicit_cas.value_or(next_cas());
             if (new_cas) *new_cas = item->cas;
-            durability.add(persist(*item));
+            durability.add(changed_in_place(*item));
             return DeleteStatus::kDeleted;
         }
         stats.delete_hits.add();
@@ -511,7 +567,7 @@ TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats)
     stats.touch_hits.add();
     item->exptime = expiry(exptime);
     Cache::Slot::mark_used(item, now);
-    durability.add(persist(*item));
+    durability.add(changed_in_place(*item));
     return TouchStatus::kTouched;
 }
 

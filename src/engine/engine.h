@@ -11,6 +11,7 @@
 // shared writes.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -22,6 +23,7 @@
 
 namespace memkeep::storage {
 class Backend;
+struct Record;
 }
 
 namespace memkeep::engine {
@@ -194,6 +196,14 @@ private:
     // the order the cache does. Return a durability ticket (0: nothing written).
     uint64_t persist(const Item& item);
     uint64_t persist_removal(std::string_view key);
+    // An item changed in place (exptime, CAS, stale bit): written through in
+    // the durable mode; in the overflow mode its disk copy no longer counts.
+    uint64_t changed_in_place(Item& item);
+    // Overflow: true for the second read from disk of a key within a short
+    // while (it is then brought back into RAM).
+    bool read_twice_recently(std::string_view key);
+    // An unlinked item holding a disk copy, for one reply.
+    ItemRef transient_item(std::string_view key, const storage::Record& record);
     // Links a new version and writes it through; false (and nothing linked)
     // when the durable store refused the write.
     bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability);
@@ -208,6 +218,11 @@ private:
     storage::Backend* backend_;
     Cache cache_;
     VersionClock clock_;
+    // Items served from disk without entering the cache are not counted
+    // against -m: they live only until their reply is written.
+    MemoryBudget transient_budget_{SIZE_MAX};
+    static constexpr size_t kRecentDiskReads = 1 << 16;
+    std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
     std::mutex flush_mutex_;
     std::atomic<int64_t> pending_flush_at_{0};   // 0 = none
 };

@@ -28,6 +28,7 @@ enum ItemState : uint8_t {
     kItemStale = 1 << 3,       // invalidated by meta `I`: served with `X`
     kItemTokenSent = 1 << 4,   // a client won the right to recache it (meta `W`)
     kItemKeyBinary = 1 << 5,   // key was given base64-encoded (meta `b`)
+    kItemHasDiskCopy = 1 << 6, // overflow mode: the disk tier holds this exact version
 };
 
 struct Item {

@@ -11,6 +11,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -318,6 +319,8 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     static ExpiredItemFilter expired_item_filter;
     db_options.compaction_filter = &expired_item_filter;
     rocksdb::BlockBasedTableOptions table;
+    // Bloom filters: a lookup skips the table files that cannot hold the key.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     table.block_cache = rocksdb::NewLRUCache(32u << 20);
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 

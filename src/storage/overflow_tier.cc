@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -287,6 +288,8 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     db_options.max_background_jobs = 2;
     db_options.keep_log_file_num = 1;
     rocksdb::BlockBasedTableOptions table;
+    // Bloom filters: a lookup skips the table files that cannot hold the key.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     table.block_cache = rocksdb::NewLRUCache(8u << 20);
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     auto drops = std::make_shared<DropCounter>();

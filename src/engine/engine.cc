@@ -152,7 +152,8 @@ bool Engine::link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& d
     return true;
 }
 
-Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats) {
+Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats,
+                     const storage::Record* already_read) {
     Item* item = slot->find(now);
     if (item || !backend_) return item;
     // Not in RAM: read the store. Writes to the store happen under the key's
@@ -161,7 +162,12 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
     // (allocation may evict, which takes other locks, so it runs unlocked).
     for (int attempt = 0; attempt < 8; ++attempt) {
         storage::Record record;
-        if (!backend_->get(key, &record) || is_expired(record.exptime, now)) return nullptr;
+        if (attempt == 0 && already_read) {
+            record = *already_read;
+        } else if (!backend_->get(key, &record)) {
+            return nullptr;
+        }
+        if (is_expired(record.exptime, now)) return nullptr;
         slot.reset();
         ItemRef loaded = cache_.allocate(key, record.value.size(), record.client_flags, record.exptime);
         slot.emplace(cache_.lock(key));
@@ -225,7 +231,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
         storage::Record record;
         if (backend_->get(request.key, &record) && !is_expired(record.exptime, now)) {
             if (read_twice_recently(request.key)) {
-                item = lookup(slot, request.key, now, stats);
+                item = lookup(slot, request.key, now, stats, &record);
             } else {
                 stats.cmd_get.add();
                 stats.get_hits.add();

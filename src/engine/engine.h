@@ -190,7 +190,9 @@ private:
     uint64_t next_cas();
     // The live item for the slot's key: from RAM, or loaded from the store in
     // the durable mode (the slot lock may be released and taken again).
-    Item* lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats);
+    // `already_read`: the store's record for the key, read under this slot lock.
+    Item* lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats,
+                 const storage::Record* already_read = nullptr);
     // Write-through of the item's current version / of the key's removal;
     // called with the key's slot locked, so the store sees a key's versions in
     // the order the cache does. Return a durability ticket (0: nothing written).

@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstdio>
 #include <condition_variable>
-#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -31,21 +30,20 @@ namespace {
 
 uint64_t key_hash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
 
-// Counts what FIFO compaction drops when the disk is full: it deletes whole
-// table files, so we remember each file's item count when it is written.
+// Counts what FIFO compaction drops when the disk is full. Only compactions
+// for the size limit drop data; those that merge small files (intra-L0) only
+// move it.
 class DropCounter : public rocksdb::EventListener {
 public:
-    void OnTableFileCreated(const rocksdb::TableFileCreationInfo& info) override {
+    void OnCompactionCompleted(rocksdb::DB*, const rocksdb::CompactionJobInfo& info) override {
+        if (info.compaction_reason != rocksdb::CompactionReason::kFIFOMaxSize || !info.status.ok()) return;
         std::lock_guard<std::mutex> guard(mutex_);
-        files_[info.file_path] = {info.table_properties.num_entries, info.file_size};
-    }
-    void OnTableFileDeleted(const rocksdb::TableFileDeletionInfo& info) override {
-        std::lock_guard<std::mutex> guard(mutex_);
-        auto it = files_.find(info.file_path);
-        if (it == files_.end()) return;
-        dropped_items_ += it->second.first;
-        reclaimed_bytes_ += it->second.second;
-        files_.erase(it);
+        for (const auto& path : info.input_files) {
+            auto it = info.table_properties.find(path);
+            if (it == info.table_properties.end() || !it->second) continue;
+            dropped_items_ += it->second->num_entries;
+            reclaimed_bytes_ += it->second->data_size + it->second->index_size + it->second->filter_size;
+        }
     }
     std::pair<uint64_t, uint64_t> dropped() {
         std::lock_guard<std::mutex> guard(mutex_);
@@ -54,7 +52,6 @@ public:
 
 private:
     std::mutex mutex_;
-    std::map<std::string, std::pair<uint64_t, uint64_t>> files_;
     uint64_t dropped_items_ = 0;
     uint64_t reclaimed_bytes_ = 0;
 };
@@ -140,10 +137,12 @@ public:
             // Most misses are keys that never left RAM: no disk read for them.
             if (!on_disk_.count(key_hash(key))) return false;
         }
-        std::string stored;
-        if (!db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &stored).ok()) return false;
+        rocksdb::PinnableSlice stored;  // points into the block cache: no copy
+        rocksdb::Status status =
+            db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &stored);
+        if (!status.ok()) return false;
         disk_reads_.fetch_add(1, std::memory_order_relaxed);
-        return decode_record(stored, out);
+        return decode_record(std::string_view(stored.data(), stored.size()), out);
     }
 
     void wait_durable(uint64_t) override {}
@@ -281,7 +280,10 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     // the oldest file first: the disk is a FIFO cache of evicted items.
     db_options.compaction_style = rocksdb::kCompactionStyleFIFO;
     db_options.compaction_options_fifo.max_table_files_size = options.disk_limit;
-    db_options.compaction_options_fifo.allow_compaction = false;
+    // Merge small flushed files into larger ones: a lookup probes each table
+    // file (its bloom filter) newest first, so fewer files cost less CPU.
+    db_options.compaction_options_fifo.allow_compaction = true;
+    db_options.level0_file_num_compaction_trigger = 8;
     uint64_t buffer = std::clamp<uint64_t>(options.disk_limit / 8, 1u << 20, 4u << 20);
     db_options.write_buffer_size = buffer;
     db_options.max_write_buffer_number = 3;

@@ -372,6 +372,8 @@ def memcaslap_command(server, workload, config_path, args):
            "-T", "1", "-c", str(args.concurrency), "-w", workload.window, "-S", f"{args.duration}s"]
     if workload.division > 1:
         cmd += ["-d", str(workload.division)]
+    if args.binary:
+        cmd.append("-B")   # memcaslap's binary protocol; both servers run -B auto
     return cmd
 
 
@@ -719,6 +721,8 @@ def parse_args(argv):
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--sample-interval-us", type=int, default=1000)
+    p.add_argument("--binary", action="store_true",
+                   help="drive both servers with the binary protocol (memcaslap -B)")
     p.add_argument("--out", help="results directory (default bench/results/<timestamp>-<label>)")
     args = p.parse_args(argv)
     if args.layout == "none":

@@ -8,6 +8,7 @@ packages=(
   libcli11-dev libfmt-dev libxxhash-dev libgtest-dev librocksdb-dev
   python3 python3-pytest python3-pymemcache
   memcached libmemcached-tools
+  libssl-dev openssl libsasl2-dev libsasl2-modules sasl2-bin
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -29,9 +30,14 @@ Connection::Connection(int fd, protocol::HandlerContext context, Limits limits,
       info_(std::move(info)),
       stats_(context.stats),
       input_(kInitialInput),
-      context_(context) {}
+      context_(context) {
+    if (limits_.tls) tls_ = TlsStream::create(*limits_.tls, fd);
+}
 
-Connection::~Connection() { ::close(fd_); }
+Connection::~Connection() {
+    if (tls_) tls_->shutdown();
+    ::close(fd_);
+}
 
 Connection::Status Connection::on_readable() {
     for (;;) {
@@ -47,12 +53,24 @@ Connection::Status Connection::on_readable() {
         }
         size_t space = input_.size() - input_end_;
         if (space == 0) return handle_input();  // the handler will reject the over-long line
-        ssize_t n = ::recv(fd_, input_.data() + input_end_, space, 0);
-        if (n == 0) return Status::kClosed;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::kOpen;
-            return Status::kClosed;
+        ssize_t n = 0;
+        if (limits_.tls) {
+            if (!tls_) return Status::kClosed;  // no TLS session could be made: never serve plaintext
+            size_t got = 0;
+            switch (tls_->read(input_.data() + input_end_, space, &got)) {
+                case TlsStream::Io::kDone: n = static_cast<ssize_t>(got); break;
+                case TlsStream::Io::kWantRead: return Status::kOpen;
+                case TlsStream::Io::kWantWrite: tls_read_wants_write_ = true; return Status::kOpen;
+                case TlsStream::Io::kClosed: return Status::kClosed;
+            }
+        } else {
+            n = ::recv(fd_, input_.data() + input_end_, space, 0);
+            if (n == 0) return Status::kClosed;
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::kOpen;
+                return Status::kClosed;
+            }
         }
         input_end_ += static_cast<size_t>(n);
         stats_.bytes_read.add(static_cast<uint64_t>(n));
@@ -60,8 +78,9 @@ Connection::Status Connection::on_readable() {
         Status status = handle_input();
         // A short read means the socket is drained (epoll is level-triggered
         // and tells us when more arrives); stop too when output is blocked.
-        if (status != Status::kOpen || static_cast<size_t>(n) < space || blocked_on_output() || yielded_ ||
-            awaiting_durability_) {
+        // A TLS read returns one record at most: read until OpenSSL wants more.
+        if (status != Status::kOpen || (!tls_ && static_cast<size_t>(n) < space) || blocked_on_output() ||
+            yielded_ || awaiting_durability_) {
             return status;
         }
     }
@@ -101,10 +120,18 @@ Connection::Status Connection::handle_input() {
 
 Connection::Status Connection::resume() {
     if (blocked_on_output()) return Status::kOpen;
+    // TLS: OpenSSL holds decrypted bytes the last read left (epoll cannot see them).
+    if (tls_ && !yielded_ && tls_->has_buffered_input()) return on_readable();
     return handle_input();
 }
 
 Connection::Status Connection::on_writable() {
+    if (tls_read_wants_write_) {
+        // The handshake (inside a read) could not write: retry the read now.
+        tls_read_wants_write_ = false;
+        Status status = on_readable();
+        if (status != Status::kOpen || tls_read_wants_write_) return status;
+    }
     if (!flush()) return Status::kClosed;
     if (!output_.empty()) return Status::kOpen;
     if (handler_ && handler_->close_requested()) return Status::kClosed;
@@ -113,6 +140,7 @@ Connection::Status Connection::on_writable() {
 }
 
 bool Connection::flush() {
+    if (tls_) return flush_tls();
     iovec iov[kMaxIovecs];
     while (!output_.empty()) {
         int count = output_.gather(iov, kMaxIovecs);
@@ -128,6 +156,40 @@ bool Connection::flush() {
         }
         output_.consume(static_cast<size_t>(n));
         stats_.bytes_written.add(static_cast<uint64_t>(n));
+    }
+    return true;
+}
+
+bool Connection::flush_tls() {
+    // Small replies are gathered into one buffer (one TLS record per write,
+    // not per reply); a large value is written from the item directly. After
+    // kWantWrite OpenSSL needs the same bytes again: the output queue only
+    // grows at its end, so the next gather starts with the same bytes.
+    constexpr size_t kRecord = 16 * 1024;
+    iovec iov[kMaxIovecs];
+    while (!output_.empty()) {
+        int count = output_.gather(iov, kMaxIovecs);
+        const char* data = static_cast<const char*>(iov[0].iov_base);
+        size_t length = iov[0].iov_len;
+        if (count > 1 && length < kRecord) {
+            tls_staging_.resize(kRecord);
+            length = 0;
+            for (int i = 0; i < count && length < kRecord; ++i) {
+                size_t n = std::min(iov[i].iov_len, kRecord - length);
+                std::memcpy(tls_staging_.data() + length, iov[i].iov_base, n);
+                length += n;
+            }
+            data = tls_staging_.data();
+        }
+        size_t written = 0;
+        switch (tls_->write(data, length, &written)) {
+            case TlsStream::Io::kDone: break;
+            case TlsStream::Io::kWantRead:    // (no renegotiation: only a key update could ask)
+            case TlsStream::Io::kWantWrite: return true;
+            case TlsStream::Io::kClosed: output_.clear(); return false;
+        }
+        output_.consume(written);
+        stats_.bytes_written.add(static_cast<uint64_t>(written));
     }
     return true;
 }

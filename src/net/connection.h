@@ -6,6 +6,9 @@
 // request in it and writes all the replies with one writev. While replies
 // cannot be written (the client does not read), the connection stops
 // reading, so a client cannot make the server buffer without bound.
+//
+// On a TLS listener (-Z) the connection reads and writes through a
+// TlsStream instead of recv/sendmsg; the handler sees the same plaintext.
 
 #include <sys/uio.h>
 
@@ -18,6 +21,7 @@
 #include "protocol/handler.h"
 #include "protocol/output.h"
 #include "protocol/services.h"
+#include "net/tls.h"
 
 namespace memkeep::net {
 
@@ -35,6 +39,7 @@ public:
         size_t max_requests_per_event = 20;  // -R
         size_t output_limit = 1 << 20;       // stop handling requests above this much unwritten output
         protocol::ProtocolChoice protocol = protocol::ProtocolChoice::kAuto;  // -B
+        TlsContext* tls = nullptr;           // -Z: connections speak TLS (null: plain)
     };
 
     Connection(int fd, protocol::HandlerContext context, Limits limits, std::shared_ptr<ConnectionInfo> info);
@@ -55,14 +60,16 @@ public:
     Status resume();
 
     // True when output is waiting for the socket to become writable.
-    bool blocked_on_output() const { return !output_.empty(); }
+    // (With TLS, also when a read needs the socket writable: the handshake.)
+    bool blocked_on_output() const { return !output_.empty() || tls_read_wants_write_; }
     // True when replies wait for their writes to be durable (durable mode):
     // the worker waits once for every such connection, then releases them.
     bool awaiting_durability() const { return awaiting_durability_; }
     Status release_output();
 
-    // True when complete requests may be waiting in the input buffer.
-    bool has_pending_input() const { return yielded_; }
+    // True when complete requests may be waiting in the input buffer (or,
+    // with TLS, decrypted bytes epoll cannot see).
+    bool has_pending_input() const { return yielded_ || (tls_ && tls_->has_buffered_input()); }
 
     // Writes what can be written without waiting for at most `budget_ms`
     // (used at shutdown to finish replies in flight).
@@ -72,6 +79,7 @@ private:
     Status handle_input();
     // Writes pending output; false on a socket error.
     bool flush();
+    bool flush_tls();
 
     int fd_;
     Limits limits_;
@@ -86,6 +94,10 @@ private:
     std::unique_ptr<protocol::Handler> handler_;
     bool yielded_ = false;
     bool awaiting_durability_ = false;
+    // TLS (-Z) only.
+    std::unique_ptr<TlsStream> tls_;
+    bool tls_read_wants_write_ = false;
+    std::vector<char> tls_staging_;   // small replies gathered into one TLS record
 };
 
 }  // namespace memkeep::net

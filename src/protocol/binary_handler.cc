@@ -53,6 +53,11 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
             if (state_ == State::kValue) break;  // waiting for more bytes
             continue;
         }
+        if (state_ == State::kSaslData) {
+            position += receive_sasl_data(rest, out);
+            if (state_ == State::kSaslData) break;
+            continue;
+        }
         if (handled >= max_requests || out.pending_bytes() >= output_limit) {
             stopped_at_limit_ = true;
             break;
@@ -76,17 +81,30 @@ void BinaryHandler::dispatch(const Request& request, Output& out) {
     const Header& h = request.header;
     current_ = Current{h.opcode, h.opaque, h.cas, is_quiet(h.opcode)};
     if (ctx_.server.verbose_requests()) ctx_.server.log_request(ctx_.connection_fd, describe(request));
-    switch (check_request(h)) {
-        case Check::kOk: break;
-        case Check::kImpossibleLengths:
-            error(out, kUnknownCommand);
-            close_requested_ = true;
-            return;
+    Check check = check_request(h);
+    if (check == Check::kImpossibleLengths) {
+        error(out, kUnknownCommand);
+        close_requested_ = true;
+        return;
+    }
+    bool sasl_opcode = h.opcode == kSaslListMechs || h.opcode == kSaslAuth || h.opcode == kSaslStep;
+    // -S: before authenticating, only SASL and Version; anything else is
+    // answered "Auth failure." and the connection closed (memcached 1.6.18).
+    if (sasl_ && !authenticated_ && !sasl_opcode && h.opcode != kVersion) {
+        error(out, kAuthError);
+        close_requested_ = true;
+        return;
+    }
+    switch (check) {
+        case Check::kOk:
+        case Check::kImpossibleLengths: break;
         case Check::kInvalid:
             error(out, kInvalidArguments);
             close_requested_ = true;
             return;
         case Check::kUnknownCommand:
+            // check_request answers the SASL opcodes as memcached without -S.
+            if (sasl_ && sasl_opcode) return sasl_request(request, out);
             error(out, kUnknownCommand);
             swallow_left_ = request.value_length;
             if (swallow_left_ > 0) state_ = State::kSwallow;
@@ -310,6 +328,81 @@ void BinaryHandler::stats(const Request& request, Output& out) {
         out.append(value);
     }
     header(out, kSuccess, 0, 0, 0, 0);
+}
+
+}  // namespace memkeep::protocol
+
+namespace memkeep::protocol {
+
+// ---- SASL (-S): list mechanisms, Auth, Step ----------------------------------------
+
+namespace {
+constexpr size_t kMaxSaslMechanismLength = 32;   // memcached's MAX_SASL_MECH_LEN
+}  // namespace
+
+void BinaryHandler::sasl_request(const Request& request, Output& out) {
+    if (!sasl_session_) sasl_session_ = sasl_->new_session();
+    if (request.header.opcode == kSaslListMechs) {
+        std::string mechanisms;
+        if (!sasl_session_ || !sasl_session_->list_mechanisms(&mechanisms)) return error(out, kAuthError);
+        return success(out, mechanisms);
+    }
+    // Auth and Step carry the mechanism as the key and the data as the value.
+    bool too_long = request.key.size() > kMaxSaslMechanismLength;
+    if (too_long || request.value_length > ctx_.engine.config().max_item_size) {
+        error(out, too_long ? kInvalidArguments : kOutOfMemory);
+        swallow_left_ = request.value_length;
+        if (swallow_left_ > 0) state_ = State::kSwallow;
+        return;
+    }
+    sasl_mechanism_.assign(request.key);
+    sasl_data_.clear();
+    sasl_left_ = request.value_length;
+    if (sasl_left_ == 0) return finish_sasl(out);
+    state_ = State::kSaslData;
+}
+
+size_t BinaryHandler::receive_sasl_data(std::string_view input, Output& out) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(input.size(), sasl_left_));
+    sasl_data_.append(input.data(), n);
+    sasl_left_ -= n;
+    if (sasl_left_ == 0) {
+        state_ = State::kHeader;
+        finish_sasl(out);
+    }
+    return n;
+}
+
+void BinaryHandler::finish_sasl(Output& out) {
+    using Result = SaslSession::Result;
+    std::string challenge;
+    Result result = Result::kFailed;
+    // A new Auth or Step drops what an earlier one established (memcached
+    // 1.6.18: a failed re-authentication leaves the connection unauthenticated).
+    authenticated_ = false;
+    if (sasl_session_) {
+        if (current_.opcode == kSaslAuth) {
+            result = sasl_session_->start(sasl_mechanism_, sasl_data_, &challenge);
+            sasl_started_ = result != Result::kFailed;
+        } else if (sasl_started_) {
+            result = sasl_session_->step(sasl_data_, &challenge);
+        }
+    }
+    sasl_data_.clear();
+    switch (result) {
+        case Result::kOk:
+            authenticated_ = true;
+            ctx_.stats.auth_cmds.add();
+            return success(out, "Authenticated");
+        case Result::kContinue:
+            header(out, kAuthContinue, 0, 0, static_cast<uint32_t>(challenge.size()), 0);
+            if (!challenge.empty()) out.append(challenge);
+            return;
+        case Result::kFailed:
+            ctx_.stats.auth_cmds.add();
+            ctx_.stats.auth_errors.add();
+            return error(out, kAuthError);
+    }
 }
 
 }  // namespace memkeep::protocol

@@ -10,28 +10,36 @@
 //
 // Quiet opcodes (GetQ, SetQ, ...) send nothing on success (GetQ/GetKQ/GATQ/
 // GATKQ: nothing on a miss); errors are always answered, as memcached does.
+//
+// With -S (ServerServices::sasl() not null) the connection must authenticate
+// first: until a SASL Auth/Step succeeds, every opcode but the three SASL
+// ones and Version gets "Auth failure." (status 0x20) and the connection is
+// closed after it, as memcached 1.6.18 does.
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
 
 #include "engine/engine.h"
 #include "protocol/binary_parser.h"
 #include "protocol/handler.h"
 #include "protocol/output.h"
+#include "protocol/sasl.h"
 #include "protocol/services.h"
 
 namespace memkeep::protocol {
 
 class BinaryHandler : public Handler {
 public:
-    explicit BinaryHandler(HandlerContext context) : ctx_(context) {}
+    explicit BinaryHandler(HandlerContext context) : ctx_(context), sasl_(context.server.sasl()) {}
 
     size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
     bool close_requested() const override { return close_requested_; }
 
 private:
-    enum class State { kHeader, kValue, kSwallow };
+    enum class State { kHeader, kValue, kSwallow, kSaslData };
 
     // The request being answered (what responses echo).
     struct Current {
@@ -57,6 +65,10 @@ private:
     void arithmetic(const binary::Request& request, Output& out);
     void flush(const binary::Request& request, Output& out);
     void stats(const binary::Request& request, Output& out);
+    // SASL with -S: list mechanisms, or start collecting an Auth/Step's data.
+    void sasl_request(const binary::Request& request, Output& out);
+    size_t receive_sasl_data(std::string_view input, Output& out);
+    void finish_sasl(Output& out);
 
     // A response header for the current request.
     void header(Output& out, uint16_t status, uint16_t key_length, uint8_t extras_length, uint32_t body_length,
@@ -72,6 +84,16 @@ private:
     PendingStore pending_;
     uint64_t swallow_left_ = 0;
     bool close_requested_ = false;
+
+    // SASL (-S only): the provider, this connection's session (made on the
+    // first SASL request), the mechanism and data of the Auth/Step being read.
+    SaslProvider* sasl_ = nullptr;
+    std::unique_ptr<SaslSession> sasl_session_;
+    bool authenticated_ = false;
+    bool sasl_started_ = false;
+    std::string sasl_mechanism_;
+    std::string sasl_data_;
+    uint64_t sasl_left_ = 0;
 };
 
 }  // namespace memkeep::protocol

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/op_stats.h"
+#include "protocol/sasl.h"
 
 namespace memkeep::protocol {
 
@@ -28,6 +29,9 @@ public:
     virtual bool verbose_requests() const = 0;
     // The `backup [name]` admin command: the reply line.
     virtual std::string admin_backup(std::string_view name) = 0;
+    // -S: SASL for the binary protocol; null when SASL is off (the SASL
+    // opcodes then answer "Unknown command", as memcached without -S).
+    virtual SaslProvider* sasl() { return nullptr; }
 };
 
 // Everything a connection's protocol handler works with.

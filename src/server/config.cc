@@ -25,6 +25,44 @@ std::vector<std::string> split_commas(const std::string& text) {
     return parts;
 }
 
+// memcached's -o: comma separated key=value options. memkeep knows the TLS
+// ones; any other key is an error naming it.
+bool parse_extended(const std::vector<std::string>& options, Config* config, std::string* error) {
+    std::vector<std::string> unknown;
+    for (const auto& option : options) {
+        for (const auto& item : split_commas(option)) {
+            size_t equals = item.find('=');
+            std::string key = item.substr(0, equals);
+            std::string value = equals == std::string::npos ? "" : item.substr(equals + 1);
+            bool needs_value = true;
+            if (key == "ssl_chain_cert") config->tls_cert = value;
+            else if (key == "ssl_key") config->tls_key = value;
+            else if (key == "ssl_ca_cert") config->tls_ca = value;
+            else if (key == "ssl_verify_mode") {
+                if (value.size() != 1 || value[0] < '0' || value[0] > '3') {
+                    *error = "-o ssl_verify_mode: must be 0, 1, 2 or 3";
+                    return false;
+                }
+                config->ssl_verify_mode = value[0] - '0';
+            } else {
+                needs_value = false;
+                unknown.push_back(key);
+            }
+            if (needs_value && value.empty()) {
+                *error = "-o " + key + ": needs a value (" + key + "=...)";
+                return false;
+            }
+        }
+    }
+    if (!unknown.empty()) {
+        std::string names;
+        for (const auto& key : unknown) names += (names.empty() ? "" : ", ") + key;
+        *error = "-o/--extended: unknown option" + std::string(unknown.size() > 1 ? "s: " : ": ") + names;
+        return false;
+    }
+    return true;
+}
+
 int fail(const std::string& message) {
     std::fprintf(stderr, "memkeep: %s\n", message.c_str());
     return 1;
@@ -76,7 +114,18 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("-u,--user", config->user, "assume the identity of this user (when run as root)");
     app.add_flag("-v,--verbose", config->verbosity, "verbose (-vv: also log every request)");
     app.add_flag("-V,--version", show_version, "print version and exit");
-    app.add_option("-B,--protocol", config->protocol,
+    app.add_flag("-S,--enable-sasl", config->enable_sasl,
+                 "SASL authentication on the binary protocol (implies -B binary; see docs/OPERATIONS.md)");
+    app.add_flag("-Z,--enable-ssl", config->enable_ssl, "TLS on the TCP listeners (needs --tls-cert and --tls-key)");
+    app.add_option("--tls-cert", config->tls_cert, "TLS: certificate chain file, PEM (as -o ssl_chain_cert)");
+    app.add_option("--tls-key", config->tls_key, "TLS: private key file, PEM (as -o ssl_key)");
+    app.add_option("--tls-ca", config->tls_ca,
+                   "TLS: CA certificates, PEM; clients must present a certificate they signed (as -o ssl_ca_cert)");
+    std::vector<std::string> extended;
+    app.add_option("-o,--extended", extended,
+                   "comma separated memcached options: ssl_chain_cert, ssl_key, ssl_ca_cert, ssl_verify_mode")
+        ->allow_extra_args(false);
+    auto* protocol_option = app.add_option("-B,--protocol", config->protocol,
                    "protocol: auto (each connection's first byte decides), ascii or binary (default: auto)")
         ->check(CLI::IsMember({"auto", "ascii", "binary"}));
 
@@ -150,6 +199,20 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     // The tier must hold at least a few of the largest items.
     if (config->storage == "overflow" && config->disk_limit < 4 * config->max_item_size) {
         return reject("--disk-limit: too small to hold items of -I/--max-item-size (needs at least 4 x -I)");
+    }
+    std::string extended_error;
+    if (!parse_extended(extended, config, &extended_error)) return reject(extended_error);
+    if (config->enable_sasl) {
+        // memcached 1.6.18: -S makes the server binary only, and refuses an
+        // explicit -B that would let text clients in.
+        if (protocol_option->count() > 0 && config->protocol != "binary") {
+            return reject("-S/--enable-sasl: you cannot allow the ASCII protocol while using SASL (use -B binary)");
+        }
+        config->protocol = "binary";
+    }
+    if (config->enable_ssl) {
+        if (config->tls_cert.empty()) return reject("-Z/--enable-ssl: needs --tls-cert FILE (or -o ssl_chain_cert=FILE)");
+        if (!config->unix_socket.empty()) return reject("-Z/--enable-ssl: you cannot enable TLS without a TCP port");
     }
     config->listen_addresses = split_commas(listen);
     if (config->listen_addresses.empty()) return reject("-l/--listen: no address given");

@@ -34,6 +34,14 @@ struct Config {
     bool admin = false;               // --admin: allow admin commands (backup)
     uint64_t disk_limit = 1ull << 30; // --disk-limit: overflow tier size
 
+    // Security (docs/OPERATIONS.md)
+    bool enable_sasl = false;         // -S: SASL on the binary protocol (implies -B binary)
+    bool enable_ssl = false;          // -Z: TLS on every TCP listener
+    std::string tls_cert;             // --tls-cert, -o ssl_chain_cert
+    std::string tls_key;              // --tls-key, -o ssl_key
+    std::string tls_ca;               // --tls-ca, -o ssl_ca_cert
+    int ssl_verify_mode = -1;         // -o ssl_verify_mode (0-3); -1: 2 (require) with a CA, else 0
+
     size_t memory_limit_bytes() const { return memory_limit_mb << 20; }
 };
 

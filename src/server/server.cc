@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "server/log.h"
+#include "server/sasl_cyrus.h"
 #include "storage/durable_store.h"
 #include "storage/overflow_tier.h"
 #include "version.h"
@@ -80,6 +81,19 @@ Server::~Server() {
 }
 
 bool Server::open_listeners(std::string* error) {
+    if (config_.enable_sasl) {
+        sasl_ = make_cyrus_sasl(config_.verbosity, error);
+        if (!sasl_) return false;
+    }
+    if (config_.enable_ssl) {
+        net::TlsOptions options;
+        options.certificate_chain = config_.tls_cert;
+        options.private_key = config_.tls_key;
+        options.ca_certificates = config_.tls_ca;
+        options.verify_mode = config_.ssl_verify_mode >= 0 ? config_.ssl_verify_mode : config_.tls_ca.empty() ? 0 : 2;
+        tls_ = net::TlsContext::create(options, error);
+        if (!tls_) return false;
+    }
     if (!config_.unix_socket.empty()) {
         auto listener = net::open_unix_listener(config_.unix_socket, config_.unix_mask, config_.listen_backlog, error);
         if (listener.fd < 0) return false;
@@ -146,6 +160,7 @@ int Server::run() {
     net::Connection::Limits limits;
     limits.max_requests_per_event = static_cast<size_t>(config_.max_reqs_per_event);
     limits.protocol = protocol_choice();
+    limits.tls = tls_.get();   // -Z: TLS on every TCP listener (a UNIX socket with -Z is refused at start)
     for (int i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<net::Worker>(
             *engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));

@@ -14,7 +14,9 @@
 #include "engine/engine.h"
 #include "net/connection.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "net/worker.h"
+#include "protocol/sasl.h"
 #include "protocol/services.h"
 #include "server/config.h"
 #include "storage/backend.h"
@@ -45,6 +47,7 @@ public:
     void log_request(int fd, std::string_view line) override;
     bool verbose_requests() const override { return verbosity_.load(std::memory_order_relaxed) >= 2; }
     std::string admin_backup(std::string_view name) override;
+    protocol::SaslProvider* sasl() override { return sasl_.get(); }
 
 private:
     void accept_from(const net::ListenSocket& listener);
@@ -63,6 +66,10 @@ private:
     Config config_;
     std::unique_ptr<storage::Backend> backend_;   // durable mode only; outlives the engine
     std::unique_ptr<engine::Engine> engine_;
+    // -S (Cyrus SASL) and -Z (the TLS context of every TCP connection);
+    // made by open_listeners, so bad files fail the start.
+    std::unique_ptr<protocol::SaslProvider> sasl_;
+    std::unique_ptr<net::TlsContext> tls_;
     std::vector<net::ListenSocket> listeners_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     size_t next_worker_ = 0;

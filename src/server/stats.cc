@@ -49,6 +49,7 @@ void Server::reset_stats() {
     engine_->cache().reset_counters();
     total_connections_.store(0);
     rejected_connections_.store(0);
+    if (tls_) tls_->reset_stats();
 }
 
 void Server::general_stats(protocol::StatLines& out) {
@@ -107,6 +108,7 @@ void Server::general_stats(protocol::StatLines& out) {
     add_number(out, "store_no_memory", t.store_no_memory);
     add_number(out, "auth_cmds", t.auth_cmds);
     add_number(out, "auth_errors", t.auth_errors);
+    if (tls_) add_number(out, "ssl_handshake_errors", tls_->handshake_errors());
     add_number(out, "bytes_read", t.bytes_read);
     add_number(out, "bytes_written", t.bytes_written);
     add_number(out, "limit_maxbytes", engine_->config().memory_limit);
@@ -139,6 +141,16 @@ void Server::settings_stats(protocol::StatLines& out) {
     add_number(out, "reqs_per_event", config_.max_reqs_per_event);
     add(out, "binding_protocol", protocol::protocol_choice_name(protocol_choice()));
     add(out, "maxconns_fast", "yes");
+    add(out, "auth_enabled_sasl", config_.enable_sasl ? "yes" : "no");
+    add(out, "ssl_enabled", config_.enable_ssl ? "yes" : "no");
+    if (config_.enable_ssl) {
+        add(out, "ssl_chain_cert", config_.tls_cert);
+        add(out, "ssl_key", config_.tls_key.empty() ? config_.tls_cert : config_.tls_key);
+        add_number(out, "ssl_verify_mode",
+                   config_.ssl_verify_mode >= 0 ? config_.ssl_verify_mode : config_.tls_ca.empty() ? 0 : 2);
+        add(out, "ssl_ca_cert", config_.tls_ca.empty() ? "NULL" : config_.tls_ca);
+        add(out, "ssl_min_version", "tlsv1.2");
+    }
 }
 
 void Server::item_stats(protocol::StatLines& out) {

@@ -74,6 +74,18 @@ unsigned memcached_slab_class(size_t size) {
     return cls;
 }
 
+// Writes `value` in decimal at `p` (at most 20 digits); returns the end.
+char* write_decimal(char* p, uint64_t value) {
+    char digits[20];
+    int count = 0;
+    do {
+        digits[count++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    while (count > 0) *p++ = digits[--count];
+    return p;
+}
+
 // " k<key>", plus " b" when the key travels base64-encoded.
 void append_key_flag(Output& out, std::string_view wire_key, bool binary) {
     out.append(" k");
@@ -248,17 +260,24 @@ void TextHandler::retrieve(Output& out) {
         engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
         if (!found.item) continue;
         const engine::Item& item = *found.item;
-        out.append("VALUE ");
-        out.append(item.key());
-        out.append(" ");
-        out.append_number(item.client_flags);
-        out.append(" ");
-        out.append_number(item.value_length);
+        // "VALUE <key> <flags> <bytes>[ <cas>]\r\n", formatted in one go.
+        char header[6 + 250 + 3 * 21 + 2];
+        char* p = header;
+        std::memcpy(p, "VALUE ", 6);
+        p += 6;
+        std::memcpy(p, item.key_data(), item.key_length);
+        p += item.key_length;
+        *p++ = ' ';
+        p = write_decimal(p, item.client_flags);
+        *p++ = ' ';
+        p = write_decimal(p, item.value_length);
         if (with_cas) {
-            out.append(" ");
-            out.append_number(found.cas);
+            *p++ = ' ';
+            p = write_decimal(p, found.cas);
         }
-        out.append("\r\n");
+        *p++ = '\r';
+        *p++ = '\n';
+        out.append(std::string_view(header, static_cast<size_t>(p - header)));
         std::string_view value = item.value();
         out.append_item_bytes(std::move(found.item), value);
         out.append("\r\n");

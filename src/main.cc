@@ -98,11 +98,13 @@ int main(int argc, char** argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);   // -Y reload, also taken by the signalfd
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     memkeep::server::Server server(config);
     std::string error;
     if (!server.open_storage(&error)) return fail(error);
+    if (!server.load_auth_file(&error)) return fail(error);
     if (!server.open_listeners(&error)) return fail(error);
     if (!config.pidfile.empty()) {
         std::ofstream pidfile(config.pidfile);

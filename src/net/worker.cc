@@ -13,6 +13,8 @@ namespace memkeep::net {
 namespace {
 constexpr int kMaxEvents = 256;
 constexpr int kShutdownDrainMs = 10000;
+// Datagrams one UDP socket may answer per loop turn before connections get theirs.
+constexpr size_t kUdpDatagramsPerEvent = 64;
 }  // namespace
 
 Worker::Worker(engine::Engine& engine, protocol::ServerServices& services, Connection::Limits limits,
@@ -57,6 +59,18 @@ void Worker::add_connection(int fd, std::shared_ptr<ConnectionInfo> info) {
     }
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::add_udp_socket(int fd) {
+    protocol::HandlerContext context{engine_, op_stats_, services_, fd};
+    udp_.push_back(std::make_unique<UdpEndpoint>(fd, context));
+    // Every worker waits on the socket; EPOLLEXCLUSIVE wakes one per datagram.
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLEXCLUSIVE;
+    event.data.fd = fd;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
+        throw std::system_error(errno, std::generic_category(), "udp socket setup");
+    }
 }
 
 void Worker::reset_stats() {
@@ -154,6 +168,13 @@ void Worker::run() {
                 accept_queued();
                 continue;
             }
+            bool datagrams = false;
+            for (auto& udp : udp_) {
+                if (udp->fd() != fd) continue;
+                udp->on_readable(kUdpDatagramsPerEvent);
+                datagrams = true;
+            }
+            if (datagrams) continue;
             auto it = connections_.find(fd);
             if (it == connections_.end()) continue;
             Entry& entry = it->second;

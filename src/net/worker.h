@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "engine/op_stats.h"
 #include "net/connection.h"
+#include "net/udp_listener.h"
 #include "protocol/services.h"
 
 namespace memkeep::net {
@@ -40,6 +41,10 @@ public:
 
     // Hands an accepted, non-blocking socket to this worker. Thread-safe.
     void add_connection(int fd, std::shared_ptr<ConnectionInfo> info);
+
+    // Serves the UDP socket `fd` (-U) from this worker's loop as well;
+    // call before start(). The socket stays the caller's to close.
+    void add_udp_socket(int fd);
 
     engine::OpStats& op_stats() { return op_stats_; }
     uint64_t conn_yields() const { return conn_yields_.get(); }
@@ -76,6 +81,7 @@ private:
 
     std::unordered_map<int, Entry> connections_;
     std::vector<int> ready_;   // connections that yielded with requests left
+    std::vector<std::unique_ptr<UdpEndpoint>> udp_;
     std::vector<int> awaiting_durability_;  // replies held until their writes are durable
     engine::OpStats op_stats_;
     engine::StatCounter conn_yields_;

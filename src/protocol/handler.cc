@@ -1,5 +1,6 @@
 #include "protocol/handler.h"
 
+#include "protocol/ascii_auth.h"
 #include "protocol/binary_handler.h"
 #include "protocol/binary_parser.h"
 #include "protocol/text_handler.h"
@@ -10,7 +11,12 @@ std::unique_ptr<Handler> make_handler(ProtocolChoice choice, unsigned char first
     bool binary = choice == ProtocolChoice::kBinary ||
                   (choice == ProtocolChoice::kAuto && first_byte == binary::kRequestMagic);
     if (binary) return std::make_unique<BinaryHandler>(context);
-    return std::make_unique<TextHandler>(context);
+    auto text = std::make_unique<TextHandler>(context);
+    // -Y: the connection must authenticate before its commands reach the handler.
+    if (const AsciiAuthFile* auth = context.server.ascii_auth()) {
+        return std::make_unique<AsciiAuthHandler>(context, *auth, std::move(text));
+    }
+    return text;
 }
 
 const char* protocol_choice_name(ProtocolChoice choice) {

@@ -14,6 +14,8 @@
 
 namespace memkeep::protocol {
 
+class AsciiAuthFile;
+
 using StatLines = std::vector<std::pair<std::string, std::string>>;
 
 class ServerServices {
@@ -29,6 +31,9 @@ public:
     virtual bool verbose_requests() const = 0;
     // The `backup [name]` admin command: the reply line.
     virtual std::string admin_backup(std::string_view name) = 0;
+    // -Y: the credentials text connections must present first; null when
+    // ascii authentication is off.
+    virtual const AsciiAuthFile* ascii_auth() const { return nullptr; }
     // -S: SASL for the binary protocol; null when SASL is off (the SASL
     // opcodes then answer "Unknown command", as memcached without -S).
     virtual SaslProvider* sasl() { return nullptr; }

@@ -129,6 +129,13 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
                    "protocol: auto (each connection's first byte decides), ascii or binary (default: auto)")
         ->check(CLI::IsMember({"auto", "ascii", "binary"}));
 
+    app.add_option("-U,--udp-port", config->udp_port,
+                   "UDP port to listen on, on the -l addresses (default: 0, off)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("-Y,--auth-file", config->auth_file,
+                   "ascii authentication: a file of user:password lines; text clients must log in first "
+                   "(implies -B ascii; no UDP)");
+
     app.add_option("--storage", config->storage,
                    "memory (default: a cache), durable (every write on disk before it is acknowledged) "
                    "or overflow (items evicted from RAM go to disk)")
@@ -216,6 +223,20 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     }
     config->listen_addresses = split_commas(listen);
     if (config->listen_addresses.empty()) return reject("-l/--listen: no address given");
+    if (!config->auth_file.empty()) {
+        // As memcached: ascii auth makes the server text only, and a UDP
+        // datagram has no connection to authenticate.
+        if (app.count("--protocol") > 0 && config->protocol != "ascii") {
+            return reject("-Y/--auth-file: you cannot allow the binary protocol while using ascii authentication "
+                          "(use -B ascii or leave -B out)");
+        }
+        if (config->udp_port != 0) {
+            return reject("-Y/--auth-file: cannot use UDP with ascii authentication (-U 0 to disable)");
+        }
+        config->protocol = "ascii";
+    }
+    // As memcached: -U without -p also sets the TCP port.
+    if (config->udp_port != 0 && app.count("--port") == 0) config->port = config->udp_port;
     return ParseOutcome::kRun;
 }
 

@@ -26,6 +26,8 @@ struct Config {
     std::string user;                 // -u
     int verbosity = 0;                // -v, -vv
     std::string protocol = "auto";    // -B: auto (first byte decides), ascii or binary
+    int udp_port = 0;                 // -U: 0 = no UDP (memcached's default since 1.5.6)
+    std::string auth_file;            // -Y: ascii authentication, user:password lines (forces -B ascii)
 
     // Storage (docs/OPERATIONS.md)
     std::string storage = "memory";   // --storage memory|durable|overflow

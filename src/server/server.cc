@@ -78,6 +78,13 @@ Server::~Server() {
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
     for (auto& listener : listeners_) ::close(listener.fd);
+    for (auto& udp : udp_sockets_) ::close(udp.fd);
+}
+
+bool Server::load_auth_file(std::string* error) {
+    if (config_.auth_file.empty()) return true;
+    auth_ = std::make_unique<protocol::AsciiAuthFile>();
+    return auth_->load(config_.auth_file, error);
 }
 
 bool Server::open_listeners(std::string* error) {
@@ -104,6 +111,13 @@ bool Server::open_listeners(std::string* error) {
         auto listener = net::open_tcp_listener(address, config_.port, config_.listen_backlog, error);
         if (listener.fd < 0) return false;
         listeners_.push_back(listener);
+    }
+    // -U: a UDP socket on each -l address (not with -s, as memcached).
+    for (const auto& address : config_.listen_addresses) {
+        if (config_.udp_port == 0) break;
+        auto udp = net::open_udp_socket(address, config_.udp_port, error);
+        if (udp.fd < 0) return false;
+        udp_sockets_.push_back(udp);
     }
     return true;
 }
@@ -148,12 +162,13 @@ void Server::accept_from(const net::ListenSocket& listener) {
 }
 
 int Server::run() {
-    // SIGTERM/SIGINT arrive through a signalfd on this thread; workers
-    // inherit the blocked mask.
+    // SIGTERM/SIGINT (stop) and SIGHUP (reload the -Y file) arrive through
+    // a signalfd on this thread; workers inherit the blocked mask.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     int signal_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
 
@@ -164,6 +179,7 @@ int Server::run() {
     for (int i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<net::Worker>(
             *engine_, *this, limits, [this](const net::ConnectionInfo& info) { connection_closed(info); }));
+        for (const auto& udp : udp_sockets_) workers_.back()->add_udp_socket(udp.fd);
         workers_.back()->start();
     }
 
@@ -177,6 +193,9 @@ int Server::run() {
         ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener.fd, &event);
         if (verbosity_.load() >= 1) log_line(fmt::format("memkeep {} listening on {}", kVersion, listener.name));
     }
+    for (const auto& udp : udp_sockets_) {
+        if (verbosity_.load() >= 1) log_line(fmt::format("memkeep {} listening on {}", kVersion, udp.name));
+    }
 
     bool running = true;
     time_t last_maintenance = ::time(nullptr);
@@ -187,6 +206,14 @@ int Server::run() {
             if (ready[i].data.fd == signal_fd) {
                 signalfd_siginfo info;
                 [[maybe_unused]] ssize_t r = ::read(signal_fd, &info, sizeof(info));
+                if (info.ssi_signo == SIGHUP) {
+                    // As memcached: SIGHUP reloads the auth file; a file that
+                    // cannot be read keeps the credentials already loaded.
+                    std::string error;
+                    if (auth_ && !auth_->reload(&error)) log_line("auth file not reloaded: " + error);
+                    else if (auth_ && verbosity_.load() >= 1) log_line("auth file reloaded");
+                    continue;
+                }
                 if (verbosity_.load() >= 1) log_line(fmt::format("signal {} received, shutting down", info.ssi_signo));
                 running = false;
                 continue;
@@ -209,6 +236,8 @@ int Server::run() {
     if (!config_.unix_socket.empty()) ::unlink(config_.unix_socket.c_str());
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
+    for (auto& udp : udp_sockets_) ::close(udp.fd);
+    udp_sockets_.clear();
     engine_->save_state();
     ::close(epoll_fd);
     ::close(signal_fd);

@@ -14,9 +14,11 @@
 #include "engine/engine.h"
 #include "net/connection.h"
 #include "net/listener.h"
+#include "net/udp_listener.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "protocol/sasl.h"
+#include "protocol/ascii_auth.h"
 #include "protocol/services.h"
 #include "server/config.h"
 #include "storage/backend.h"
@@ -36,6 +38,10 @@ public:
     // use is reported to the person who started us, with a non-zero exit.
     bool open_listeners(std::string* error);
 
+    // -Y: reads the auth file; false with `error` naming it when it cannot
+    // be read. Called before anything listens. SIGHUP reads it again.
+    bool load_auth_file(std::string* error);
+
     // Serves until SIGTERM or SIGINT, then stops accepting, finishes replies
     // in flight and returns the exit code (0).
     int run();
@@ -47,6 +53,7 @@ public:
     void log_request(int fd, std::string_view line) override;
     bool verbose_requests() const override { return verbosity_.load(std::memory_order_relaxed) >= 2; }
     std::string admin_backup(std::string_view name) override;
+    const protocol::AsciiAuthFile* ascii_auth() const override { return auth_.get(); }
     protocol::SaslProvider* sasl() override { return sasl_.get(); }
 
 private:
@@ -71,6 +78,8 @@ private:
     std::unique_ptr<protocol::SaslProvider> sasl_;
     std::unique_ptr<net::TlsContext> tls_;
     std::vector<net::ListenSocket> listeners_;
+    std::vector<net::UdpSocket> udp_sockets_;             // -U: served by every worker
+    std::unique_ptr<protocol::AsciiAuthFile> auth_;       // -Y
     std::vector<std::unique_ptr<net::Worker>> workers_;
     size_t next_worker_ = 0;
     std::atomic<int> verbosity_;

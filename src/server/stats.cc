@@ -128,7 +128,7 @@ void Server::settings_stats(protocol::StatLines& out) {
     add_number(out, "maxbytes", engine_->config().memory_limit);
     add_number(out, "maxconns", config_.conn_limit);
     add_number(out, "tcpport", config_.port);
-    add_number(out, "udpport", 0);
+    add_number(out, "udpport", config_.udp_port);
     add(out, "inter", config_.unix_socket.empty() ? fmt::format("{}", fmt::join(config_.listen_addresses, ",")) : "NULL");
     add_number(out, "verbosity", verbosity_.load());
     add_number(out, "num_threads", config_.threads);
@@ -140,6 +140,7 @@ void Server::settings_stats(protocol::StatLines& out) {
     add_number(out, "tcp_backlog", config_.listen_backlog);
     add_number(out, "reqs_per_event", config_.max_reqs_per_event);
     add(out, "binding_protocol", protocol::protocol_choice_name(protocol_choice()));
+    add(out, "auth_enabled_ascii", config_.auth_file.empty() ? "no" : config_.auth_file);
     add(out, "maxconns_fast", "yes");
     add(out, "auth_enabled_sasl", config_.enable_sasl ? "yes" : "no");
     add(out, "ssl_enabled", config_.enable_ssl ? "yes" : "no");

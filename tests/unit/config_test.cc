@@ -176,6 +176,34 @@ TEST(Config, VersionAndHelpExitSuccessfully) {
     EXPECT_EQ(parse({"--help"}), ParseOutcome::kExitSuccess);
 }
 
+TEST(Config, UdpPort) {
+    Config c;
+    ASSERT_EQ(parse({}, &c), ParseOutcome::kRun);
+    EXPECT_EQ(c.udp_port, 0);   // off by default, as memcached since 1.5.6
+    Config d;
+    ASSERT_EQ(parse({"-p", "2000", "-U", "3000"}, &d), ParseOutcome::kRun);
+    EXPECT_EQ(d.udp_port, 3000);
+    EXPECT_EQ(d.port, 2000);
+    Config e;
+    ASSERT_EQ(parse({"--udp-port", "3000"}, &e), ParseOutcome::kRun);
+    EXPECT_EQ(e.port, 3000);    // -U without -p sets the TCP port too, as memcached
+    EXPECT_EQ(parse({"-U", "70000"}), ParseOutcome::kExitFailure);
+    EXPECT_EQ(parse({"-U", "abc"}), ParseOutcome::kExitFailure);
+}
+
+TEST(Config, AuthFile) {
+    Config c;
+    ASSERT_EQ(parse({"-Y", "/etc/memkeep-auth"}, &c), ParseOutcome::kRun);
+    EXPECT_EQ(c.auth_file, "/etc/memkeep-auth");
+    EXPECT_EQ(c.protocol, "ascii");   // -Y forces the text protocol
+    Config d;
+    ASSERT_EQ(parse({"--auth-file", "f", "-B", "ascii"}, &d), ParseOutcome::kRun);
+    EXPECT_EQ(parse({"-Y", "f", "-B", "binary"}), ParseOutcome::kExitFailure);
+    EXPECT_EQ(parse({"-Y", "f", "-B", "auto"}), ParseOutcome::kExitFailure);
+    EXPECT_EQ(parse({"-Y", "f", "-U", "3000"}), ParseOutcome::kExitFailure);
+    EXPECT_EQ(parse({"-Y", "f", "-U", "0"}), ParseOutcome::kRun);
+}
+
 TEST(Config, ParseSize) {
     size_t bytes = 7;
     EXPECT_TRUE(parse_size("2048", &bytes));

@@ -16,20 +16,17 @@ namespace memkeep::net {
 
 namespace {
 
-std::string describe(const sockaddr* address) {
+std::string describe(const sockaddr* address, const char* scheme) {
     char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
     if (address->sa_family == AF_INET) {
         auto* in = reinterpret_cast<const sockaddr_in*>(address);
         ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-        return "tcp:" + std::string(host) + ":" + std::to_string(port);
+        return std::string(scheme) + ":" + host + ":" + std::to_string(ntohs(in->sin_port));
     }
     if (address->sa_family == AF_INET6) {
         auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
         ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-        return "tcp6:[" + std::string(host) + "]:" + std::to_string(port);
+        return std::string(scheme) + "6:[" + host + "]:" + std::to_string(ntohs(in6->sin6_port));
     }
     return "unix:";
 }
@@ -38,45 +35,57 @@ std::string errno_text(const std::string& what) { return what + ": " + std::stre
 
 }  // namespace
 
-ListenSocket open_tcp_listener(const std::string& address, int port, int backlog, std::string* error) {
-    ListenSocket result;
+int bind_socket(const std::string& address, int port, int type, const char* scheme, std::string* name,
+                std::string* error) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = type;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
     std::string host = address;
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    addrinfo* found = nullptr;
     int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
     if (rc != 0) {
         *error = "cannot resolve listen address " + address + ": " + ::gai_strerror(rc);
-        return result;
+        return -1;
     }
-    int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = ::socket(found->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *error = errno_text("socket");
         ::freeaddrinfo(found);
-        return result;
+        return -1;
     }
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (type == SOCK_STREAM) {
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
-        *error = errno_text("failed to listen on " + address + ":" + std::to_string(port));
+        *error = errno_text(std::string("failed to listen on ") + (type == SOCK_DGRAM ? "UDP " : "") + address + ":" +
+                            std::to_string(port));
         ::close(fd);
         ::freeaddrinfo(found);
-        return result;
+        return -1;
     }
     ::freeaddrinfo(found);
+    sockaddr_storage bound{};
+    socklen_t length = sizeof(bound);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
+    *name = describe(reinterpret_cast<sockaddr*>(&bound), scheme);
+    return fd;
+}
+
+ListenSocket open_tcp_listener(const std::string& address, int port, int backlog, std::string* error) {
+    ListenSocket result;
+    std::string name;
+    int fd = bind_socket(address, port, SOCK_STREAM, "tcp", &name, error);
+    if (fd < 0) return result;
     if (::listen(fd, backlog) != 0) {
         *error = errno_text("listen");
         ::close(fd);
         return result;
     }
-    sockaddr_storage bound{};
-    socklen_t length = sizeof(bound);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
     result.fd = fd;
-    result.name = describe(reinterpret_cast<sockaddr*>(&bound));
+    result.name = name;
     return result;
 }
 
@@ -119,7 +128,7 @@ int accept_connection(const ListenSocket& listener, std::string* peer) {
     if (address.ss_family == AF_INET || address.ss_family == AF_INET6) {
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        *peer = describe(reinterpret_cast<sockaddr*>(&address));
+        *peer = describe(reinterpret_cast<sockaddr*>(&address), "tcp");
     } else {
         *peer = listener.name;
     }

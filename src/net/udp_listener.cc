@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "net/listener.h"
 #include "protocol/handler.h"
 
 namespace memkeep::net {
@@ -21,51 +22,15 @@ constexpr size_t kMaxDatagram = 65536;
 // rest of it is dropped (UDP makes no promise of delivery).
 constexpr int kSendWaitMs = 100;
 
-std::string describe(const sockaddr* address) {
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (address->sa_family == AF_INET6) {
-        auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        return "udp6:[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-    }
-    auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-    return "udp:" + std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-}
 }  // namespace
 
 UdpSocket open_udp_socket(const std::string& address, int port, std::string* error) {
     UdpSocket result;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_DGRAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    std::string host = address;
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    addrinfo* found = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-    if (rc != 0) {
-        *error = "cannot resolve listen address " + address + ": " + ::gai_strerror(rc);
-        return result;
-    }
-    int fd = ::socket(found->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        *error = std::string("socket: ") + std::strerror(errno);
-        ::freeaddrinfo(found);
-        return result;
-    }
-    if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
-        *error = "failed to listen on UDP " + address + ":" + std::to_string(port) + ": " + std::strerror(errno);
-        ::close(fd);
-        ::freeaddrinfo(found);
-        return result;
-    }
-    ::freeaddrinfo(found);
-    sockaddr_storage bound{};
-    socklen_t length = sizeof(bound);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
+    std::string name;
+    int fd = bind_socket(address, port, SOCK_DGRAM, "udp", &name, error);
+    if (fd < 0) return result;
     result.fd = fd;
-    result.name = describe(reinterpret_cast<sockaddr*>(&bound));
+    result.name = name;
     return result;
 }
 

@@ -49,18 +49,9 @@ bool parse_u64(std::string_view token, uint64_t* out) {
 }
 
 bool parse_flags(std::string_view token, uint32_t* out) {
-    uint64_t plain = 0;
-    if (plain_digits(token, &plain)) {
-        *out = static_cast<uint32_t>(plain);
-        return true;
-    }
-    char text[64];
-    if (!terminated(token, text)) return false;
-    errno = 0;
-    char* end = nullptr;
-    unsigned long value = std::strtoul(text, &end, 10);
-    if (errno == ERANGE || end == text || !ends_cleanly(text, end)) return false;
-    if (static_cast<long>(value) < 0 && std::strchr(text, '-')) return false;
+    // strtoul and strtoull read the same 64 bits here; memcached keeps 32.
+    uint64_t value = 0;
+    if (!parse_u64(token, &value)) return false;
     *out = static_cast<uint32_t>(value);
     return true;
 }

@@ -125,28 +125,31 @@ void parse_delete(TextRequest* r) {
     if (!valid_key(r->key)) return fail(r, kBadFormat);
 }
 
-void parse_arithmetic(TextRequest* r) {
+// `<command> <key> <argument> [noreply]` (incr, decr, touch): reads the
+// key; false when the request was answered already (ERROR or a bad key).
+bool parse_key_and_argument(TextRequest* r) {
     auto& t = r->tokens;
     r->noreply = strip_noreply(t);
     if (t.size() != 3 && t.size() != 4) {
         r->command = TextCommand::kUnknown;
-        return;
+        return false;
     }
     r->key = t[1];
-    if (!valid_key(r->key)) return fail(r, kBadFormat);
-    if (!parse_u64(t[2], &r->delta)) return fail(r, kBadDelta);
+    if (!valid_key(r->key)) {
+        fail(r, kBadFormat);
+        return false;
+    }
+    return true;
+}
+
+void parse_arithmetic(TextRequest* r) {
+    if (parse_key_and_argument(r) && !parse_u64(r->tokens[2], &r->delta)) fail(r, kBadDelta);
 }
 
 void parse_touch(TextRequest* r) {
-    auto& t = r->tokens;
-    r->noreply = strip_noreply(t);
-    if (t.size() != 3 && t.size() != 4) {
-        r->command = TextCommand::kUnknown;
-        return;
+    if (parse_key_and_argument(r) && !parse_i32(r->tokens[2], &r->exptime)) {
+        fail(r, "CLIENT_ERROR invalid exptime argument");
     }
-    r->key = t[1];
-    if (!valid_key(r->key)) return fail(r, kBadFormat);
-    if (!parse_i32(t[2], &r->exptime)) return fail(r, "CLIENT_ERROR invalid exptime argument");
 }
 
 void parse_flush_all(TextRequest* r) {

@@ -76,7 +76,8 @@ def build_kvload():
     if not compiler:
         raise RuntimeError("no C++ compiler to build bench/kvload.cc")
     tmp = KVLOAD_BINARY.with_suffix(".tmp")
-    subprocess.run([compiler, "-O2", "-std=c++20", "-o", str(tmp), str(KVLOAD_SOURCE)], check=True)
+    subprocess.run([compiler, "-O2", "-std=c++20", "-o", str(tmp), str(KVLOAD_SOURCE), *common.KVLOAD_LIBS],
+                   check=True)
     tmp.replace(KVLOAD_BINARY)
     return KVLOAD_BINARY
 

@@ -55,8 +55,18 @@
 // get_hit_ratio, get_p50_us, get_p99_us), for workloads whose sets should not
 // be mixed into read latency.
 //
+// TLS (--tls, memcached protocol or RESP over TLS): each connection does its
+// TLS handshake (OpenSSL, SSL_CTX with no certificate verification, TLS 1.2
+// or later, whatever the server picks) right after connect and before the
+// load phase and the measurement, so handshakes are never timed; then the
+// same epoll loop runs with non-blocking SSL_write/SSL_read (WANT_READ /
+// WANT_WRITE handled like EAGAIN; SSL_read is called until it wants more
+// bytes, since OpenSSL may hold decrypted data that epoll cannot see). Needs
+// OpenSSL's headers at build time and -lssl -lcrypto at link time (the bench
+// harnesses pass them); built without the headers, --tls is refused.
+//
 // Usage:
-//   kvload --port 11211 --protocol memcached|redis --workload set|get|mix
+//   kvload --port 11211 --protocol memcached|redis --workload set|get|mix [--tls]
 //          [--get-ratio 0.9] [--value-size 100] [--value-size-max 0] [--keys 100000]
 //          [--key-dist uniform|zipf|hotcold] [--zipf-s 0.99] [--hot-keys 0.1] [--hot-share 0.9]
 //          [--connections 16] [--pipeline 1] [--duration 5] [--warmup 1]
@@ -86,6 +96,14 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#if __has_include(<openssl/ssl.h>)
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#define KVLOAD_HAVE_TLS 1
+#else
+#define KVLOAD_HAVE_TLS 0
+#endif
 
 namespace {
 
@@ -122,6 +140,7 @@ struct Options {
   double warmup = 1;
   uint64_t seed = 1;
   std::string load = "auto";
+  bool tls = false;
 };
 
 // splitmix64: small, fast, good enough for picking keys.
@@ -253,6 +272,9 @@ struct Pending {
 
 struct Conn {
   int fd = -1;
+#if KVLOAD_HAVE_TLS
+  SSL* ssl = nullptr;  // --tls only
+#endif
   bool broken = false;
   bool want_out = false;  // EPOLLOUT registered
   std::string out;
@@ -322,6 +344,7 @@ class Loader {
         usage_error("connect to " + o_.host + ":" + std::to_string(o_.port) + ": " + std::strerror(errno));
       int one = 1;
       setsockopt(k.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (o_.tls) handshake(k);  // blocking, before any timing
       fcntl(k.fd, F_SETFL, fcntl(k.fd, F_GETFL) | O_NONBLOCK);
       epoll_event ev{};
       ev.events = EPOLLIN;
@@ -331,6 +354,33 @@ class Loader {
       k.next_load_key = c;
     }
   }
+
+#if KVLOAD_HAVE_TLS
+  static std::string tls_error_text() {
+    unsigned long e = ERR_get_error();
+    char buf[256];
+    if (e == 0) return std::strerror(errno);
+    ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    return buf;
+  }
+  void handshake(Conn& k) {
+    if (!ssl_ctx_) {
+      ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+      if (!ssl_ctx_) usage_error("SSL_CTX_new: " + tls_error_text());
+      SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, nullptr);  // self-signed test certificates
+      SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
+      SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+    k.ssl = SSL_new(ssl_ctx_);
+    if (!k.ssl || SSL_set_fd(k.ssl, k.fd) != 1) usage_error("SSL_new: " + tls_error_text());
+    if (SSL_connect(k.ssl) != 1) usage_error("TLS handshake with port " + std::to_string(o_.port) + ": " + tls_error_text());
+    if (tls_version_.empty()) tls_version_ = std::string(SSL_get_version(k.ssl)) + " " + SSL_get_cipher_name(k.ssl);
+  }
+#else
+  void handshake(Conn&) { usage_error("--tls: kvload was built without OpenSSL headers"); }
+#endif
+  const std::string& tls_version() const { return tls_version_; }
 
   // Sets every key once. Returns false if anything went wrong.
   bool load(Counters& cnt) {
@@ -415,6 +465,12 @@ class Loader {
     k.broken = true;
     k.pending.clear();
     epoll_ctl(epfd_, EPOLL_CTL_DEL, k.fd, nullptr);
+#if KVLOAD_HAVE_TLS
+    if (k.ssl) {
+      SSL_free(k.ssl);
+      k.ssl = nullptr;
+    }
+#endif
     close(k.fd);
     k.fd = -1;
   }
@@ -469,6 +525,28 @@ class Loader {
   }
 
   void flush(Conn& k, Counters& cnt) {
+#if KVLOAD_HAVE_TLS
+    if (k.ssl) {
+      while (k.out_off < k.out.size()) {
+        ERR_clear_error();
+        int w = SSL_write(k.ssl, k.out.data() + k.out_off, int(k.out.size() - k.out_off));
+        if (w > 0) {
+          k.out_off += size_t(w);
+          continue;
+        }
+        int err = SSL_get_error(k.ssl, w);
+        if (err == SSL_ERROR_WANT_WRITE) {
+          set_want_out(k, true);
+          return;
+        }
+        if (err == SSL_ERROR_WANT_READ) return;  // resumed from on_readable
+        break_conn(k, cnt, "SSL_write: " + tls_error_text());
+        return;
+      }
+      set_want_out(k, false);
+      return;
+    }
+#endif
     while (k.out_off < k.out.size()) {
       ssize_t w = write(k.fd, k.out.data() + k.out_off, k.out.size() - k.out_off);
       if (w > 0) {
@@ -488,7 +566,35 @@ class Loader {
 
   void on_readable(Conn& k, Counters& cnt) {
     char buf[65536];
-    while (true) {
+#if KVLOAD_HAVE_TLS
+    if (k.ssl && k.out_off < k.out.size() && !k.want_out) flush(k, cnt);  // a write that wanted a read
+    if (k.broken) return;
+    // SSL_read until it wants more bytes from the socket: OpenSSL may hold
+    // decrypted data that epoll cannot report.
+    while (k.ssl) {
+      ERR_clear_error();
+      int r = SSL_read(k.ssl, buf, int(sizeof buf));
+      if (r > 0) {
+        if (k.in_off > 0 && k.in_off == k.in.size()) {
+          k.in.clear();
+          k.in_off = 0;
+        }
+        k.in.append(buf, size_t(r));
+        continue;
+      }
+      int err = SSL_get_error(k.ssl, r);
+      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_WANT_WRITE) {
+        set_want_out(k, true);
+        break;
+      }
+      break_conn(k, cnt, err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+                             ? "server closed the connection"
+                             : "SSL_read: " + tls_error_text());
+      return;
+    }
+#endif
+    while (!tls_on(k)) {
       ssize_t r = read(k.fd, buf, sizeof buf);
       if (r > 0) {
         if (k.in_off > 0 && k.in_off == k.in.size()) {
@@ -630,7 +736,19 @@ class Loader {
     }
   }
 
+  static bool tls_on([[maybe_unused]] const Conn& k) {
+#if KVLOAD_HAVE_TLS
+    return k.ssl != nullptr;
+#else
+    return false;
+#endif
+  }
+
   const Options& o_;
+#if KVLOAD_HAVE_TLS
+  SSL_CTX* ssl_ctx_ = nullptr;
+#endif
+  std::string tls_version_;
   Values values_;
   KeyPicker keys_;
   const std::string mc_set_suffix_, redis_get_prefix_, redis_set_prefix_, redis_set_middle_;
@@ -675,6 +793,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::atof(val().c_str());
     else if (a == "--seed") o.seed = std::strtoull(val().c_str(), nullptr, 10);
     else if (a == "--load") o.load = val();
+    else if (a == "--tls") o.tls = true;
     else usage_error("unknown option " + a);
   }
   if (o.host != "127.0.0.1") usage_error("only --host 127.0.0.1 is allowed");
@@ -749,13 +868,14 @@ int main(int argc, char** argv) {
       ",\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f"
       ",\"key_dist\":\"%s\",\"zipf_s\":%.3f,\"hot_keys\":%.3f,\"hot_share\":%.3f,\"value_size_max\":%d"
       ",\"gets_per_s\":%.1f,\"get_hits\":%" PRIu64 ",\"get_hit_ratio\":%.5f,\"get_p50_us\":%.1f,\"get_p99_us\":%.1f"
-      ",\"first_error\":\"%s\"}\n",
+      ",\"tls\":\"%s\",\"first_error\":\"%s\"}\n",
       o.redis ? "redis" : "memcached", o.workload.c_str(), o.get_ratio, o.value_size, o.keys, o.connections,
       o.pipeline, o.seed, do_load ? "true" : "false", load_s, load_cnt.errors, o.warmup, counted_s, cnt.ops,
       counted_s > 0 ? double(cnt.ops) / counted_s : 0.0, cnt.gets, cnt.sets, cnt.misses, errors, broken,
       outstanding, p50, p90, p99, p999, max_us, mean_us, o.key_dist.c_str(), o.zipf_s, o.hot_keys, o.hot_share,
       std::max(o.value_size, o.value_size_max), counted_s > 0 ? double(cnt.gets) / counted_s : 0.0, get_hits,
-      cnt.gets ? double(get_hits) / double(cnt.gets) : 0.0, get_p50, get_p99, printable(first_error).c_str());
+      cnt.gets ? double(get_hits) / double(cnt.gets) : 0.0, get_p50, get_p99,
+      o.tls ? printable(loader.tls_version()).c_str() : "", printable(first_error).c_str());
   std::fflush(stdout);
   return (errors == 0 && broken == 0 && outstanding == 0 && load_ok) ? 0 : 1;
 }

@@ -506,7 +506,7 @@ def main(argv):
         "rounds": [],
         "versions": {},
     }
-    kvload_binary = common.build_cxx(KVLOAD_SOURCE, KVLOAD_BINARY, std="c++20")
+    kvload_binary = common.build_cxx(KVLOAD_SOURCE, KVLOAD_BINARY, std="c++20", libs=common.KVLOAD_LIBS)
     servers = {}
     try:
         servers = start_servers(args, outdir)

@@ -254,9 +254,10 @@ def stats(port, group=b""):
 # Latency sampler
 # --------------------------------------------------------------------------
 
-def build_cxx(source, binary, std="c++17"):
+def build_cxx(source, binary, std="c++17", libs=()):
     """Compiles a one-file bench tool into binary unless it is newer than its
-    source; the rename makes a concurrent run see the old or the new binary."""
+    source; the rename makes a concurrent run see the old or the new binary.
+    `libs` are linker flags after the source (kvload: KVLOAD_LIBS)."""
     if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
@@ -264,9 +265,13 @@ def build_cxx(source, binary, std="c++17"):
     if not compiler:
         raise RuntimeError(f"no C++ compiler to build {source}")
     tmp = binary.with_name(f"{binary.name}.tmp{os.getpid()}")
-    subprocess.run([compiler, "-O2", f"-std={std}", "-o", str(tmp), str(source)], check=True)
+    subprocess.run([compiler, "-O2", f"-std={std}", "-o", str(tmp), str(source), *libs], check=True)
     tmp.replace(binary)
     return binary
+
+
+# bench/kvload.cc speaks TLS (--tls) through OpenSSL (Debian libssl-dev).
+KVLOAD_LIBS = ("-lssl", "-lcrypto")
 
 
 def build_sampler():
@@ -722,7 +727,8 @@ def parse_args(argv):
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--sample-interval-us", type=int, default=1000)
     p.add_argument("--binary", action="store_true",
-                   help="drive both servers with the binary protocol (memcaslap -B)")
+                   help="drive both servers with the binary protocol (memcaslap -B); the latency "
+                        "sampler still speaks the text protocol")
     p.add_argument("--out", help="results directory (default bench/results/<timestamp>-<label>)")
     args = p.parse_args(argv)
     if args.layout == "none":

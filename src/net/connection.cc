@@ -78,9 +78,10 @@ Connection::Status Connection::on_readable() {
         Status status = handle_input();
         // A short read means the socket is drained (epoll is level-triggered
         // and tells us when more arrives); stop too when output is blocked.
-        // A TLS read returns one record at most: read until OpenSSL wants more.
-        if (status != Status::kOpen || (!tls_ && static_cast<size_t>(n) < space) || blocked_on_output() ||
-            yielded_ || awaiting_durability_) {
+        // A TLS read returns one record at most: read on while OpenSSL holds
+        // more of what it read (epoll reports what is still in the socket).
+        bool drained = tls_ ? !tls_->has_unread_records() : static_cast<size_t>(n) < space;
+        if (status != Status::kOpen || drained || blocked_on_output() || yielded_ || awaiting_durability_) {
             return status;
         }
     }
@@ -121,7 +122,7 @@ Connection::Status Connection::handle_input() {
 Connection::Status Connection::resume() {
     if (blocked_on_output()) return Status::kOpen;
     // TLS: OpenSSL holds decrypted bytes the last read left (epoll cannot see them).
-    if (tls_ && !yielded_ && tls_->has_buffered_input()) return on_readable();
+    if (tls_ && !yielded_ && tls_->has_unread_records()) return on_readable();
     return handle_input();
 }
 

@@ -69,7 +69,7 @@ public:
 
     // True when complete requests may be waiting in the input buffer (or,
     // with TLS, decrypted bytes epoll cannot see).
-    bool has_pending_input() const { return yielded_ || (tls_ && tls_->has_buffered_input()); }
+    bool has_pending_input() const { return yielded_ || (tls_ && tls_->has_unread_records()); }
 
     // Writes what can be written without waiting for at most `budget_ms`
     // (used at shutdown to finish replies in flight).

@@ -34,7 +34,10 @@ std::unique_ptr<TlsContext> TlsContext::create(const TlsOptions& options, std::s
     std::unique_ptr<TlsContext> context(new TlsContext(ctx));
     // memcached's default minimum (ssl_min_version tlsv1.2).
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Read what the socket has in one recv instead of a record header and a
+    // body at a time; more records already read show in has_unread_records().
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_use_certificate_chain_file(ctx, options.certificate_chain.c_str()) != 1) {

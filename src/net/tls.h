@@ -67,9 +67,10 @@ public:
     // Like send: writes all of `size` bytes or none (retry with the same
     // bytes after kWantRead/kWantWrite, as OpenSSL requires); `*n` on kDone.
     Io write(const char* buffer, size_t size, size_t* n);
-    // Decrypted bytes OpenSSL holds that a read has not taken yet (epoll
-    // cannot see them).
-    bool has_buffered_input() const { return SSL_pending(ssl_) > 0; }
+    // Bytes OpenSSL has read from the socket and not yet returned, decrypted
+    // or not (with read-ahead, further records of the same recv): epoll
+    // cannot see them.
+    bool has_unread_records() const { return SSL_has_pending(ssl_) == 1; }
     // Sends close_notify if the session is established (best effort).
     void shutdown();
 

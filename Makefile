@@ -29,7 +29,7 @@ test-sanitize: deps
 		ctest --output-on-failure
 
 # libFuzzer on the text/meta and the binary protocol paths, bounded in time.
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 45
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMKEEP_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer binary_protocol_fuzzer

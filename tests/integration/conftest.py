@@ -80,8 +80,15 @@ class ServerProcess:
     def connect(self, timeout=5.0):
         return Client(("127.0.0.1", self.port), timeout)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        """Stop the process by PID; escalate to SIGKILL. Returns the exit code."""
+    def stop(self, sig=None, timeout=10.0):
+        """Stop the process by PID; escalate to SIGKILL. Returns the exit code.
+
+        By default memkeep gets SIGTERM; the reference memcached, whose data is
+        throwaway here and which takes about a second to exit on SIGTERM once
+        it has served a connection, gets SIGKILL.
+        """
+        if sig is None:
+            sig = signal.SIGKILL if self.binary.name == "memcached" else signal.SIGTERM
         if self.proc.poll() is None:
             try:
                 os.kill(self.pid, sig)

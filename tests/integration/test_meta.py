@@ -16,40 +16,12 @@ Where memcached 1.6.18 differs from its own doc/protocol.txt, a comment says so.
 """
 
 import re
-import signal
 import time
 
 import pytest
 
 from conftest import TARGET
-
-
-PIPELINE_END = b"mn\r\n"
-
-
-@pytest.fixture
-def server(server_factory):
-    """A fresh server per test, as in conftest, but stopped quickly.
-
-    memcached takes about a second to exit on SIGTERM once it has served a
-    connection; with ~130 tests that is minutes. Its data is throwaway here,
-    so it is stopped with SIGKILL (by PID). memkeep gets the normal SIGTERM.
-    """
-    proc = server_factory([])
-    yield proc
-    proc.stop(signal.SIGKILL if TARGET == "memcached" else signal.SIGTERM)
-
-
-def exchange(client, request):
-    """Send request + `mn`; return the reply bytes that came before `MN`."""
-    client.send(request + PIPELINE_END)
-    reply = client.read_until(b"MN\r\n")
-    return reply[: -len(b"MN\r\n")]
-
-
-def assert_exchange(client, request, expected):
-    got = exchange(client, request)
-    assert got == expected, f"{request!r}: expected {expected!r}, got {got!r}"
+from meta_replies import assert_exchange, exchange, store
 
 
 def cas_of(client, key):
@@ -64,11 +36,6 @@ def ttl_matches(reply_token, expected_ttl, slack=5):
     """True when reply_token (bytes digits) is within `slack` seconds below expected_ttl."""
     value = int(reply_token)
     return expected_ttl - slack <= value <= expected_ttl
-
-
-def store(client, key, value, flags=b""):
-    request = b"ms " + key + b" " + str(len(value)).encode() + flags + b"\r\n" + value + b"\r\n"
-    assert_exchange(client, request, b"HD\r\n")
 
 
 # ---------------------------------------------------------------- mn

@@ -16,36 +16,11 @@ asserted as such.
 """
 
 import re
-import signal
 
 import pytest
 
 from conftest import TARGET
-
-
-@pytest.fixture
-def server(server_factory):
-    """A fresh server per test, stopped quickly (see test_meta.py for why)."""
-    proc = server_factory([])
-    yield proc
-    proc.stop(signal.SIGKILL if TARGET == "memcached" else signal.SIGTERM)
-
-
-def exchange(client, request):
-    """Send request + `mn`; return the reply bytes that came before `MN`."""
-    client.send(request + b"mn\r\n")
-    reply = client.read_until(b"MN\r\n")
-    return reply[: -len(b"MN\r\n")]
-
-
-def assert_exchange(client, request, expected):
-    got = exchange(client, request)
-    assert got == expected, f"{request!r}: expected {expected!r}, got {got!r}"
-
-
-def store(client, key, value):
-    request = b"ms " + key + b" " + str(len(value)).encode() + b"\r\n" + value + b"\r\n"
-    assert_exchange(client, request, b"HD\r\n")
+from meta_replies import assert_exchange, exchange, store
 
 
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
@@ -179,7 +154,7 @@ def test_ms_too_large_for_item_size_limit(server_factory):
         # Well under the limit is fine.
         assert_exchange(client, b"ms k 1000\r\n" + b"y" * 1000 + b"\r\n", b"HD\r\n")
         assert_exchange(client, b"mg k s\r\n", b"HD s1000\r\n")
-    server.stop(signal.SIGKILL if TARGET == "memcached" else signal.SIGTERM)
+    server.stop()
 
 
 # ---------------------------------------------------------------- invalid / duplicate flags

@@ -265,8 +265,11 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
 
     rocksdb::Options db_options;
     db_options.create_if_missing = true;
-    db_options.info_log = std::make_shared<StderrLogger>();
-    db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+    db_options.info_log = std::make_shared<StderrLogger>(rocksdb::InfoLogLevel::ERROR_LEVEL);
+    // Write stalls are expected under a burst of evictions (the writer thread
+    // waits, clients do not), so RocksDB's warnings about them would flood
+    // stderr: only errors are logged.
+    db_options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
     // The tier is discarded at every start (documented in docs/OPERATIONS.md).
     if (!fresh) {
         rocksdb::Status destroyed = rocksdb::DestroyDB(dir.string(), db_options);
@@ -286,7 +289,7 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     db_options.level0_file_num_compaction_trigger = 8;
     uint64_t buffer = std::clamp<uint64_t>(options.disk_limit / 8, 1u << 20, 4u << 20);
     db_options.write_buffer_size = buffer;
-    db_options.max_write_buffer_number = 3;
+    db_options.max_write_buffer_number = 4;
     db_options.max_background_jobs = 2;
     db_options.keep_log_file_num = 1;
     rocksdb::BlockBasedTableOptions table;

@@ -12,7 +12,8 @@ namespace memkeep::storage {
 
 class StderrLogger : public rocksdb::Logger {
 public:
-    StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+    explicit StderrLogger(rocksdb::InfoLogLevel level = rocksdb::InfoLogLevel::WARN_LEVEL)
+        : rocksdb::Logger(level) {}
     using rocksdb::Logger::Logv;
     void Logv(const char* format, va_list ap) override {
         std::fputs("memkeep: rocksdb: ", stderr);

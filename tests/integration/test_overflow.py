@@ -24,7 +24,7 @@ pytestmark = pytest.mark.memkeep_only
 
 MIB = 1024 * 1024
 # Resident memory beyond -m that the overflow mode may use: RocksDB memtables
-# (3 x 4 MB), its block cache (8 MB), evicted items queued for the writer (up
+# (4 x 4 MB), its block cache (8 MB), evicted items queued for the writer (up
 # to 2 x 8 MB), connection buffers, allocator slack and the process itself.
 # docs/OPERATIONS.md.
 OVERHEAD_BOUND_MIB = 96

@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,29 +142,10 @@ def kvload_command(server, kvload_binary, args, *, load, duration, warmup, seed)
 
 
 def run_pair(servers, kvload_binary, args, outdir, name, *, load, duration, warmup, seed, order, limit):
-    """One kvload per server, started together; returns {label: kvload JSON}."""
-    procs = {}
-    for label in order:
-        raw = outdir / f"{name}-{label}.kvload.json"
-        procs[label] = (PROCESSES.start_logged(
-            kvload_command(servers[label], kvload_binary, args, load=load, duration=duration, warmup=warmup,
-                           seed=seed), raw), raw)
-    deadline = time.monotonic() + limit
-    for label, (proc, _) in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"warning: kvload for {label} overran {limit:.0f} s and was stopped ({name})", file=sys.stderr)
-        PROCESSES.stop(proc)
-    out = {}
-    for label, (_, raw) in procs.items():
-        text = raw.read_text(errors="replace")
-        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-        if not lines:
-            alive = servers[label].proc.poll() is None
-            raise RuntimeError(f"no result from kvload ({name}, {label}; server alive: {alive}):\n{text[-1000:]}")
-        out[label] = json.loads(lines[-1])
-    return out
+    """One kvload per server, started together; returns {label: kvload JSON + server CPU seconds}."""
+    commands = {label: kvload_command(servers[label], kvload_binary, args, load=load, duration=duration,
+                                      warmup=warmup, seed=seed) for label in order}
+    return common.run_kvload_pair(servers, commands, outdir, name, order, limit)
 
 
 # --------------------------------------------------------------------------
@@ -478,11 +458,6 @@ def parse_args(argv):
     return args
 
 
-def git_commit():
-    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return r.stdout.strip() or "unknown"
-
-
 def main(argv):
     args = parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -499,7 +474,7 @@ def main(argv):
     outdir.mkdir(parents=True, exist_ok=True)
     results = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "git_commit": git_commit(),
+        "git_commit": common.git_commit(),
         "command": "bench/overflow.py" + ("" if not argv else " " + " ".join(argv)),
         "args": vars(args),
         "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),

@@ -742,6 +742,35 @@ def parse_args(argv):
     return args
 
 
+
+def run_kvload_pair(servers, commands, outdir, name, order, limit):
+    """Starts one kvload per server together (`commands[label]` is its command
+    line), waits up to `limit` seconds, and returns {label: kvload's JSON
+    result, plus "server_cpu_s": that server's CPU seconds over the pair}."""
+    cpu_before = {label: cpu_seconds(servers[label].proc.pid) for label in order}
+    procs = {}
+    for label in order:
+        raw = outdir / f"{name}-{label}.kvload.json"
+        procs[label] = (PROCESSES.start_logged(commands[label], raw), raw)
+    deadline = time.monotonic() + limit
+    for label, (proc, _) in procs.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"warning: kvload for {label} overran {limit:.0f} s and was stopped ({name})", file=sys.stderr)
+        PROCESSES.stop(proc)
+    out = {}
+    for label, (_, raw) in procs.items():
+        text = raw.read_text(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+        if not lines:
+            alive = servers[label].proc.poll() is None
+            raise RuntimeError(f"no result from kvload ({name}, {label}; server alive: {alive}):\n{text[-1000:]}")
+        out[label] = json.loads(lines[-1])
+        out[label]["server_cpu_s"] = cpu_seconds(servers[label].proc.pid) - cpu_before[label]
+    return out
+
+
 def git_commit():
     r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip() or "unknown"

@@ -72,32 +72,10 @@ def kvload_command(server, kvload_binary, args, *, load, duration, warmup, seed)
 
 
 def run_pair(servers, kvload_binary, args, outdir, name, *, load, duration, warmup, seed, order, limit):
-    """One kvload per server, started together; returns {label: kvload JSON, ...}
-    with each server's CPU seconds over the pair."""
-    cpu_before = {label: common.cpu_seconds(servers[label].proc.pid) for label in order}
-    procs = {}
-    for label in order:
-        raw = outdir / f"{name}-{label}.kvload.json"
-        procs[label] = (PROCESSES.start_logged(
-            kvload_command(servers[label], kvload_binary, args, load=load, duration=duration, warmup=warmup,
-                           seed=seed), raw), raw)
-    deadline = time.monotonic() + limit
-    for label, (proc, _) in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"warning: kvload for {label} overran {limit:.0f} s and was stopped ({name})", file=sys.stderr)
-        PROCESSES.stop(proc)
-    out = {}
-    for label, (_, raw) in procs.items():
-        text = raw.read_text(errors="replace")
-        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-        if not lines:
-            alive = servers[label].proc.poll() is None
-            raise RuntimeError(f"no result from kvload ({name}, {label}; server alive: {alive}):\n{text[-1000:]}")
-        out[label] = json.loads(lines[-1])
-        out[label]["server_cpu_s"] = common.cpu_seconds(servers[label].proc.pid) - cpu_before[label]
-    return out
+    """One kvload per server, started together; returns {label: kvload JSON + server CPU seconds}."""
+    commands = {label: kvload_command(servers[label], kvload_binary, args, load=load, duration=duration,
+                                      warmup=warmup, seed=seed) for label in order}
+    return common.run_kvload_pair(servers, commands, outdir, name, order, limit)
 
 
 def problems(fig):

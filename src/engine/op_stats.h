@@ -22,7 +22,8 @@ private:
     X(cmd_get) X(cmd_set) X(cmd_flush) X(cmd_touch) X(cmd_meta) X(get_hits) X(get_misses)       \
     X(get_expired) X(delete_misses) X(delete_hits) X(incr_misses) X(incr_hits) X(decr_misses)   \
     X(decr_hits) X(cas_misses) X(cas_hits) X(cas_badval) X(touch_hits) X(touch_misses)          \
-    X(store_too_large) X(store_no_memory) X(auth_cmds) X(auth_errors) X(bytes_read) X(bytes_written) X(disk_loads)
+    X(store_too_large) X(store_no_memory) X(auth_cmds) X(auth_errors) X(bytes_read) X(bytes_written) X(disk_loads) \
+    X(repl_sync_timeouts)
 
 struct OpStats {
 #define MEMKEEP_DECLARE(name) StatCounter name;
@@ -31,6 +32,12 @@ struct OpStats {
     // Not a counter: the highest durable-store ticket among the requests the
     // worker is answering now (Engine::wait_durable clears it).
     uint64_t durability_ticket = 0;
+    // Replication: the log offset of this worker's last write (the engine
+    // waits for it with --repl-sync), and how many nodes acknowledged the
+    // last write that waited, of how many required.
+    uint64_t replication_offset = 0;
+    int replicas_acknowledged = 0;
+    int replicas_required = 0;
 };
 
 }  // namespace memkeep::engine

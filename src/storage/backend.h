@@ -8,6 +8,7 @@
 // commands share one sync (group commit).
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -57,6 +58,13 @@ public:
     // Writes a consistent copy of the store into `directory` (which must not
     // exist); a server started on it serves exactly this data.
     virtual bool checkpoint(const std::string& directory, std::string* error) = 0;
+
+    // Calls `visit` for every stored item version (replication's full sync);
+    // writes made before the call are seen. False when not supported.
+    virtual bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) {
+        (void)visit;
+        return false;
+    }
 
     // `stats storage` lines.
     virtual void collect_stats(StatLines& out) = 0;

@@ -121,6 +121,25 @@ public:
         return committed_;
     }
 
+    bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) override {
+        {
+            // Everything queued before the call is written first, so the
+            // iterator's snapshot sees it.
+            std::unique_lock<std::mutex> lock(mutex_);
+            work_.notify_one();
+            uint64_t wanted = queued_count_;
+            committed_cv_.wait(lock, [&] { return committed_ >= wanted || stopping_; });
+        }
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+        Record record;
+        for (it->Seek(std::string(1, kDataPrefix)); it->Valid() && it->key()[0] == kDataPrefix; it->Next()) {
+            if (!decode_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
+            std::string_view key(it->key().data() + 1, it->key().size() - 1);
+            visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        }
+        return it->status().ok();
+    }
+
     bool get(std::string_view key, Record* out) override {
         {
             std::lock_guard<std::mutex> guard(mutex_);

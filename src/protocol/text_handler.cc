@@ -241,6 +241,13 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
             out.append(ctx_.server.admin_backup(request_.tokens.size() == 2 ? request_.tokens[1] : ""));
             return out.append("\r\n");
         }
+        case TextCommand::kReplication: {
+            // Admin: `replication promote`, `replication replica-of HOST[:PORT]`.
+            if (request_.tokens.size() < 2 || request_.tokens.size() > 3) return out.append("ERROR\r\n");
+            out.append(ctx_.server.admin_replication(request_.tokens[1],
+                                                     request_.tokens.size() == 3 ? request_.tokens[2] : ""));
+            return out.append("\r\n");
+        }
         case TextCommand::kMetaGet: return meta_get(out);
         case TextCommand::kMetaSet: return meta_set_begin(line, out);
         case TextCommand::kMetaDelete: return meta_delete(out);

@@ -373,6 +373,10 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
                                        size_t value_length, bool drop_old_on_failure, OpStats& stats) {
     apply_due_flush();
     Prepared prepared;
+    if (read_only()) {
+        prepared.status = StoreStatus::kReadOnly;   // and the old value stays
+        return prepared;
+    }
     if (!item_size_ok(key.size(), client_flags, value_length)) {
         stats.store_too_large.add();
         prepared.status = StoreStatus::kTooLarge;
@@ -693,9 +697,7 @@ void Engine::set_replication(ReplicationSink* sink) {
 bool Engine::await_replication(OpStats& stats) {
     uint64_t offset = std::exchange(stats.replication_offset, 0);
     if (!replicating() || offset == 0 || !sink_->sync_required()) return true;
-    if (sink_->wait_replicated(offset, &stats.replicas_acknowledged, &stats.replicas_required)) return true;
-    stats.repl_sync_timeouts.add();
-    return false;
+    return sink_->wait_replicated(offset, &stats.replicas_acknowledged, &stats.replicas_required);
 }
 
 FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {

@@ -22,8 +22,7 @@ private:
     X(cmd_get) X(cmd_set) X(cmd_flush) X(cmd_touch) X(cmd_meta) X(get_hits) X(get_misses)       \
     X(get_expired) X(delete_misses) X(delete_hits) X(incr_misses) X(incr_hits) X(decr_misses)   \
     X(decr_hits) X(cas_misses) X(cas_hits) X(cas_badval) X(touch_hits) X(touch_misses)          \
-    X(store_too_large) X(store_no_memory) X(auth_cmds) X(auth_errors) X(bytes_read) X(bytes_written) X(disk_loads) \
-    X(repl_sync_timeouts)
+    X(store_too_large) X(store_no_memory) X(auth_cmds) X(auth_errors) X(bytes_read) X(bytes_written) X(disk_loads)
 
 struct OpStats {
 #define MEMKEEP_DECLARE(name) StatCounter name;

@@ -40,7 +40,8 @@ struct ReplicationOptions {
 struct ReplicationCounters {
     std::atomic<uint64_t> records_received{0}, bytes_received{0}, records_applied{0}, conflicts{0},
         duplicates{0}, apply_failures{0}, records_sent{0}, bytes_sent{0}, full_syncs{0}, partial_syncs{0},
-        full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0};
+        full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0},
+        sync_timeouts{0};
 };
 
 struct Node {

@@ -130,7 +130,9 @@ bool Replicator::wait_replicated(uint64_t offset, int* acknowledged, int* requir
     bool enough = acks_changed_.wait_for(lock, std::chrono::milliseconds(options_.sync_timeout_ms),
                                          [&] { return count() >= options_.sync_count || stopping_.load(); });
     *acknowledged = count();
-    return enough && *acknowledged >= options_.sync_count;
+    if (enough && *acknowledged >= options_.sync_count) return true;
+    counters_.sync_timeouts.fetch_add(1);
+    return false;
 }
 
 std::string Replicator::promote() {
@@ -187,6 +189,7 @@ void Replicator::collect_stats(StatLines& out) {
     add("repl_partial_syncs_served", c.partial_syncs_served.load());
     add("repl_links_refused", c.links_refused.load());
     add("repl_auth_failures", c.auth_failures.load());
+    add("repl_sync_timeouts", c.sync_timeouts.load());
     add("repl_tombstones", engine_.tombstone_count());
     {
         std::lock_guard<std::mutex> guard(links_mutex_);

@@ -145,6 +145,37 @@ public:
         return decode_record(std::string_view(stored.data(), stored.size()), out);
     }
 
+    // Replication's full sync: every copy the tier holds. Queued copies are
+    // seen first; a key's older copy on disk may follow (the other node keeps
+    // the newer one). Copies hidden by remove() are skipped.
+    bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) override {
+        std::vector<std::pair<std::string, std::string>> queued;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            idle_.wait(lock, [&] { return !writing_; });
+            for (const auto& [key, write] : pending_) {
+                if (!write.removal) queued.emplace_back(key, write.encoded);
+            }
+        }
+        Record record;
+        for (const auto& [key, encoded] : queued) {
+            if (decode_record(encoded, &record)) {
+                visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+            }
+        }
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+            std::string_view key(it->key().data(), it->key().size());
+            {
+                std::lock_guard<std::mutex> guard(mutex_);
+                if (!on_disk_.count(key_hash(key))) continue;
+            }
+            if (!decode_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
+            visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        }
+        return it->status().ok();
+    }
+
     void wait_durable(uint64_t) override {}
     bool put_meta(std::string_view, std::string_view) override { return false; }
     bool get_meta(std::string_view, std::string*) override { return false; }

@@ -22,7 +22,6 @@ import struct
 import threading
 import time
 
-from conftest import free_port
 
 HOST = "127.0.0.1"
 WAIT = 20.0  # default deadline of every wait, seconds
@@ -32,16 +31,28 @@ WAIT = 20.0  # default deadline of every wait, seconds
 # ports and waits
 
 
+_handed_out = set()  # every port free_ports() returned in this test process
+
+
 def free_ports(n):
-    """n distinct ports on 127.0.0.1 that were free a moment ago (all sockets
-    are held open together, so the kernel cannot hand out one port twice)."""
-    socks = []
+    """n distinct ports on 127.0.0.1 that were free a moment ago. All sockets
+    are held open together, and a port already handed out in this process is
+    never handed out again, so a node's client port cannot be another node's
+    replication port that was picked earlier but is not bound yet."""
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        for _ in range(n + 200):
+            if len(ports) == n:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((HOST, 0))
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                ports.append(port)
+        assert len(ports) == n, "no free ports left"
+        _handed_out.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
@@ -169,9 +180,7 @@ def start_node(server_factory, name="node", repl_port=None, peers=(), replica_of
     if repl_port is None:
         repl_port = free_ports(1)[0]
     if port is None:
-        port = free_port()
-        while port == repl_port:
-            port = free_port()
+        port = free_ports(1)[0]
     args = []
     if repl_port:
         args += ["-X", str(repl_port)]
@@ -390,8 +399,11 @@ class Relay:
     cut(): every relayed connection is closed (both sides) and, until
     restore(), every new connection is accepted and reset at once (a refused
     link; the listening port stays ours, so no other process can take it in
-    between). restore(): new connections are forwarded again. close(): stops
-    everything (also called by the `relays` fixture at the end of a test).
+    between). stall(): nothing is forwarded any more, but every connection
+    stays open and new ones are accepted and held (a silent network: only
+    the nodes' own timeouts can notice). restore(): held connections are
+    closed, new connections are forwarded again. close(): stops everything
+    (also called by the `relays` fixture at the end of a test).
     """
 
     def __init__(self, target_port, port=None):
@@ -403,6 +415,8 @@ class Relay:
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
         self.forwarding = True
+        self.stalled = False
+        self._held = []  # connections accepted while stalled
         self.accepted = 0
         self.refused = 0
         self._pairs = {}  # socket -> its partner
@@ -434,6 +448,9 @@ class Relay:
     def restore(self):
         self._command("restore")
 
+    def stall(self):
+        self._command("stall")
+
     def close(self):
         if self._closed:
             return
@@ -461,6 +478,9 @@ class Relay:
         try:
             client, _ = self.listener.accept()
         except (BlockingIOError, OSError):
+            return
+        if self.stalled:
+            self._held.append(client)  # accepted, never answered
             return
         if not self.forwarding:
             self.refused += 1
@@ -511,12 +531,23 @@ class Relay:
             with self._lock:
                 commands, self._commands = self._commands, []
             for name, done in commands:
-                if name in ("cut", "close"):
-                    self.forwarding = False
+                if name in ("cut", "close", "restore"):
                     for sock in list(self._pairs):
                         self._close_pair(sock)
-                elif name == "restore":
-                    self.forwarding = True
+                    for sock in self._held:
+                        sock.close()
+                    self._held = []
+                    self.stalled = False
+                    self.forwarding = name == "restore"
+                elif name == "stall":
+                    self.stalled = True
+                    for sock in list(self._pairs):  # keep them open, stop reading them
+                        try:
+                            self._sel.unregister(sock)
+                        except (KeyError, ValueError):
+                            pass
+                        self._held.append(sock)
+                    self._pairs.clear()
                 if name == "close":
                     self._sel.close()
                     self.listener.close()

@@ -49,13 +49,13 @@ bool Feed::handshake(Welcome* welcome) {
     auto refuse = [&](const std::string& reason) {
         channel_->send_frame(FrameType::kRefuse, reason);
         node_.counters.links_refused.fetch_add(1);
-        node_.log_line(fmt::format("replication: refused {}: {}", address_, reason));
+        // Named by host only: the retries come from new ports.
+        std::string line = fmt::format("replication: refused a node at {}: {}", address_.substr(0, address_.rfind(':')), reason);
+        if (node_.feed_log_filter.first_time(line)) node_.log_line(line);
         return false;
     };
-    if (type == FrameType::kRefuse) {
-        node_.log_line(fmt::format("replication: {} refused us: {}", address_, payload));
-        return false;
-    }
+    // The other side refused us (it logs why).
+    if (type == FrameType::kRefuse) return false;
     Join join;
     if (type != FrameType::kJoin || !decode_join(payload, &join)) return refuse("not a memkeep replication handshake");
     if (join.version != kProtocolVersion) {

@@ -85,7 +85,7 @@ void Link::set_state(State state, const std::string& why) {
     node_.log_line(line);
 }
 
-bool Link::apply_records(std::string_view entries, bool snapshot) {
+bool Link::apply_records(std::string_view entries) {
     ReplicationCounters& counters = node_.counters;
     while (!entries.empty()) {
         engine::Mutation mutation;
@@ -93,7 +93,6 @@ bool Link::apply_records(std::string_view entries, bool snapshot) {
         if (used == 0) return false;
         entries.remove_prefix(used);
         counters.records_received.fetch_add(1, std::memory_order_relaxed);
-        (void)snapshot;
         switch (node_.engine.apply(mutation, apply_stats_)) {
             case engine::ApplyOutcome::kApplied: counters.records_applied.fetch_add(1, std::memory_order_relaxed); break;
             case engine::ApplyOutcome::kDuplicate: counters.duplicates.fetch_add(1, std::memory_order_relaxed); break;
@@ -192,7 +191,7 @@ bool Link::session() {
             last_receive_ms_.store(monotonic_ms());
             if (type == FrameType::kSnapshotBegin) continue;
             if (type == FrameType::kSnapshotRecords) {
-                if (!apply_records(payload, true)) return refused("garbage in a snapshot", false);
+                if (!apply_records(payload)) return refused("garbage in a snapshot", false);
                 continue;
             }
             if (type == FrameType::kPing) {
@@ -208,8 +207,13 @@ bool Link::session() {
     if (!acknowledge(welcome.offset)) return dropped(channel.error());
     set_state(State::kStreaming, fmt::format("streaming after a {} sync", full ? "full" : "partial"));
 
+    // Streaming. Whatever ends it, the link did get this far, so the retry
+    // starts again from the shortest backoff (returns true).
     for (;;) {
-        if (!channel.receive(&type, &payload)) return dropped("connection dropped: " + channel.error()), true;
+        if (!channel.receive(&type, &payload)) {
+            dropped("connection dropped: " + channel.error());
+            return true;
+        }
         last_receive_ms_.store(monotonic_ms());
         Reader reader(payload);
         uint64_t offset = reader.u64();
@@ -218,13 +222,16 @@ bool Link::session() {
             return true;
         }
         if (type == FrameType::kRecords) {
-            if (!apply_records(std::string_view(payload).substr(8), false)) {
+            if (!apply_records(std::string_view(payload).substr(8))) {
                 refused("garbage in the replication stream", false);
                 return true;
             }
             applied_offset_.store(offset);
         }
-        if (!acknowledge(applied_offset_.load())) return dropped("connection dropped: " + channel.error()), true;
+        if (!acknowledge(applied_offset_.load())) {
+            dropped("connection dropped: " + channel.error());
+            return true;
+        }
     }
 }
 

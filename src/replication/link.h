@@ -46,7 +46,8 @@ private:
     void run();
     // One connection, from connect to failure. True if it got to streaming.
     bool session();
-    bool apply_records(std::string_view entries, bool snapshot);
+    // Applies a batch of encoded mutations; false on a malformed one.
+    bool apply_records(std::string_view entries);
     void set_state(State state, const std::string& why = {});
     std::string progress_key() const;
 

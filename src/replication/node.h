@@ -44,6 +44,22 @@ struct ReplicationCounters {
         sync_timeouts{0};
 };
 
+// Logs a line unless it repeats the previous one: a misconfigured node that
+// retries every two seconds is reported once, not every time.
+class RepeatFilter {
+public:
+    bool first_time(const std::string& line) {
+        std::lock_guard<std::mutex> guard(mutex_);
+        if (line == last_) return false;
+        last_ = line;
+        return true;
+    }
+
+private:
+    std::mutex mutex_;
+    std::string last_;
+};
+
 struct Node {
     engine::Engine& engine;
     ReplicationLog& log;
@@ -55,6 +71,7 @@ struct Node {
     // Connected downstream nodes' acknowledgements (--repl-sync waits on them).
     std::mutex& acks_mutex;
     std::condition_variable& acks_changed;
+    RepeatFilter& feed_log_filter;   // lines about connections this node refused
 
     void log_line(std::string_view line) const {
         if (options.log) options.log(line);

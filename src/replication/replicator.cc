@@ -23,7 +23,8 @@ Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend
       node_id_(random_id()),
       run_id_(random_id()),
       log_(options_.backlog_bytes),
-      node_{engine_, log_, options_, counters_, durable_backend_, node_id_, run_id_, acks_mutex_, acks_changed_} {
+      node_{engine_, log_, options_, counters_, durable_backend_, node_id_, run_id_, acks_mutex_, acks_changed_,
+            feed_log_filter_} {
     replica_.store(options_.replica);
     engine_.set_read_only(options_.replica);
 }

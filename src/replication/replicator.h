@@ -70,6 +70,7 @@ private:
     ReplicationCounters counters_;
     std::mutex acks_mutex_;              // guards feeds_ and the acks they report
     std::condition_variable acks_changed_;
+    RepeatFilter feed_log_filter_;
     Node node_;
     std::vector<int> listen_fds_;
     std::thread acceptor_;

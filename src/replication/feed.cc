@@ -10,6 +10,11 @@ namespace memkeep::replication {
 
 namespace {
 constexpr size_t kBatchBytes = 256 * 1024;
+
+int64_t monotonic_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
 }  // namespace
 
@@ -169,6 +174,7 @@ void Feed::read_acks() {
             std::lock_guard<std::mutex> guard(node_.acks_mutex);
             acked_.store(offset);
         }
+        last_ack_ms_.store(monotonic_ms());
         node_.acks_changed.notify_all();
     }
     // The writer notices through the shut socket (or its next keepalive).
@@ -177,10 +183,13 @@ void Feed::read_acks() {
     node_.log.wake_all();
 }
 
+int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.load(); }
+
 void Feed::run() {
     Welcome welcome;
     if (handshake(&welcome)) {
         acked_.store(welcome.offset);
+        last_ack_ms_.store(monotonic_ms());
         reader_ = std::thread([this] { read_acks(); });
         bool full = welcome.mode == SyncMode::kFull;
         (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);

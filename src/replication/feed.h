@@ -33,6 +33,8 @@ public:
     uint64_t peer_node_id() const { return peer_node_id_.load(); }
     Role role() const { return role_.load(); }
     bool streaming() const { return streaming_.load(); }
+    // Milliseconds since the other node last acknowledged anything.
+    int64_t since_last_ack_ms() const;
 
 private:
     void run();
@@ -49,6 +51,7 @@ private:
     std::atomic<bool> finished_{false};
     std::atomic<bool> streaming_{false};
     std::atomic<uint64_t> acked_{0};
+    std::atomic<int64_t> last_ack_ms_{0};
     std::atomic<uint64_t> peer_node_id_{0};
     std::atomic<Role> role_{Role::kPeer};
 };

@@ -218,7 +218,10 @@ void Replicator::collect_stats(StatLines& out) {
         add(prefix + "node_id", fmt::format("{:016x}", feed->peer_node_id()));
         add(prefix + "role", feed->role() == Role::kPeer ? "peer" : "replica");
         add(prefix + "acked_offset", feed->acked_offset());
-        add(prefix + "lag_bytes", end - std::min(end, feed->acked_offset()));
+        uint64_t lag_bytes = end - std::min(end, feed->acked_offset());
+        add(prefix + "lag_bytes", lag_bytes);
+        // How long the oldest unacknowledged write has waited, at most.
+        add(prefix + "lag_ms", lag_bytes == 0 ? 0 : feed->since_last_ack_ms());
     }
 }
 

@@ -53,7 +53,10 @@ public:
     }
     void add(uint64_t ticket) { ticket_ = std::max(ticket_, ticket); }
     // Replication: the log offset of a published mutation (--repl-sync waits for it).
-    void add_replication(uint64_t offset) { replication_offset_ = std::max(replication_offset_, offset); }
+    void add_replication(uint64_t offset) {
+        replication_offset_ = std::max(replication_offset_, offset);
+        stats_.replication_pending = true;
+    }
 
 private:
     OpStats& stats_;
@@ -659,6 +662,7 @@ void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
             if (durable()) backend_->put_meta(kPendingFlushMeta, std::to_string(flush.flush_at));
         }
         stats.replication_offset = std::max(stats.replication_offset, sink_->publish(flush));
+        stats.replication_pending = true;
         return;
     }
     if (delay <= 0) {
@@ -694,9 +698,16 @@ void Engine::set_replication(ReplicationSink* sink) {
     own_tag_ = sink ? Mutation::tag_of(sink->node_id()) : 0;
 }
 
+void Engine::flush_replication(OpStats& stats) {
+    if (!stats.replication_pending) return;
+    stats.replication_pending = false;
+    if (replicating()) sink_->wake();
+}
+
 bool Engine::await_replication(OpStats& stats) {
     uint64_t offset = std::exchange(stats.replication_offset, 0);
     if (!replicating() || offset == 0 || !sink_->sync_required()) return true;
+    flush_replication(stats);   // the write must leave now, not at the end of the pass
     return sink_->wait_replicated(offset, &stats.replicas_acknowledged, &stats.replicas_required);
 }
 

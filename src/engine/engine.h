@@ -231,6 +231,9 @@ public:
     // the Stamp, a tombstone or a flush stops older writes. Applied mutations
     // are published again (for this node's replicas and other peers).
     ApplyOutcome apply(const Mutation& mutation, OpStats& stats);
+    // Sends what the writes recorded in `stats` published: the worker calls
+    // it once per event-loop pass, a link once per batch it applied.
+    void flush_replication(OpStats& stats);
     // Calls `visit` with a mutation for every flush horizon, item and
     // tombstone this node holds: the snapshot of a full sync. Items written
     // meanwhile may or may not be seen (the log after the snapshot's start

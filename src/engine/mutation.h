@@ -64,6 +64,10 @@ public:
     // slot locked, so a key's mutations are logged in the order they happen.
     // Returns the log offset just past the mutation.
     virtual uint64_t publish(const Mutation& mutation) = 0;
+    // Wakes the connections that send the log to other nodes. Called once
+    // per batch of writes (a worker's event-loop pass, a batch applied from
+    // another node), not per mutation: one wake-up carries many writes.
+    virtual void wake() = 0;
     // --repl-sync: waits until enough nodes have applied the log up to
     // `offset`; false on timeout. `acknowledged` gets how many did.
     virtual bool wait_replicated(uint64_t offset, int* acknowledged, int* required) = 0;

@@ -35,6 +35,7 @@ struct OpStats {
     // waits for it with --repl-sync), and how many nodes acknowledged the
     // last write that waited, of how many required.
     uint64_t replication_offset = 0;
+    bool replication_pending = false;   // published since the last Engine::flush_replication
     int replicas_acknowledged = 0;
     int replicas_required = 0;
 };

@@ -45,8 +45,15 @@ uint64_t ReplicationLog::append(const engine::Mutation& mutation) {
         copy_in(end_, scratch_.data(), scratch_.size());
         end_ += scratch_.size();
     }
-    if (waiters_ > 0) grown_.notify_all();
     return end_;
+}
+
+void ReplicationLog::wake_readers() const {
+    // A reader increments waiters_ under the mutex before it sleeps, so an
+    // append it did not see is followed by a wake-up here.
+    if (waiters_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<std::mutex> guard(mutex_);
+    grown_.notify_all();
 }
 
 uint64_t ReplicationLog::start() const {

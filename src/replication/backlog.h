@@ -9,6 +9,7 @@
 // keeps a key's mutations in order) and take one short mutex; readers copy
 // whole entries out.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -40,6 +41,9 @@ public:
 
     // Waits until the log grows past `offset` or `timeout` passes; false on timeout.
     bool wait_beyond(uint64_t offset, std::chrono::milliseconds timeout) const;
+    // Wakes the readers waiting in wait_beyond (append does not: writers
+    // call this once per batch).
+    void wake_readers() const;
     // Wakes every waiter (at shutdown).
     void wake_all() const { grown_.notify_all(); }
 
@@ -50,7 +54,7 @@ private:
 
     mutable std::mutex mutex_;
     mutable std::condition_variable grown_;
-    mutable int waiters_ = 0;
+    mutable std::atomic<int> waiters_{0};
     std::vector<char> ring_;
     uint64_t start_ = 0;
     uint64_t end_ = 0;

@@ -64,6 +64,13 @@ bool Channel::fill() {
     }
 }
 
+bool Channel::has_buffered_frame() const {
+    if (buffer_.size() - consumed_ < kFrameHeaderSize) return false;
+    uint32_t length;
+    std::memcpy(&length, buffer_.data() + consumed_ + 1, 4);
+    return buffer_.size() - consumed_ >= kFrameHeaderSize + length;
+}
+
 bool Channel::receive(FrameType* type, std::string* payload) {
     while (buffer_.size() - consumed_ < kFrameHeaderSize) {
         if (!fill()) return false;

@@ -24,6 +24,8 @@ public:
     // The next frame; false on end of stream, timeout, error or a frame
     // larger than kMaxFramePayload (error() says which).
     bool receive(FrameType* type, std::string* payload);
+    // True when a whole frame has already been read from the socket.
+    bool has_buffered_frame() const;
     // Unblocks any thread in send or receive (they then fail).
     void shut_down();
     const std::string& error() const { return error_; }

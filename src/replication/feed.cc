@@ -153,7 +153,9 @@ bool Feed::stream_from(uint64_t offset) {
             }
             position += size;
         }
-        if (!channel_->send_frame(FrameType::kRecords, payload)) return false;
+        // Nothing left after filtering (all of it came from that peer): no
+        // frame; the next RECORDS or PING carries the offset past it.
+        if (records > 0 && !channel_->send_frame(FrameType::kRecords, payload)) return false;
         node_.counters.records_sent.fetch_add(records);
         offset = next;
     }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -192,6 +193,7 @@ bool Link::session() {
             if (type == FrameType::kSnapshotBegin) continue;
             if (type == FrameType::kSnapshotRecords) {
                 if (!apply_records(payload)) return refused("garbage in a snapshot", false);
+                node_.engine.flush_replication(apply_stats_);
                 continue;
             }
             if (type == FrameType::kPing) {
@@ -226,8 +228,14 @@ bool Link::session() {
                 refused("garbage in the replication stream", false);
                 return true;
             }
-            applied_offset_.store(offset);
         }
+        // RECORDS end at `offset`; a PING says everything before it was sent
+        // (what a peer does not get back, it originated).
+        applied_offset_.store(std::max(applied_offset_.load(), offset));
+        // One acknowledgement, and one wake-up of our own feeds, for all the
+        // frames that arrived together.
+        if (channel.has_buffered_frame()) continue;
+        node_.engine.flush_replication(apply_stats_);
         if (!acknowledge(applied_offset_.load())) {
             dropped("connection dropped: " + channel.error());
             return true;

@@ -46,6 +46,7 @@ public:
     // engine::ReplicationSink
     uint64_t node_id() const override { return node_id_; }
     uint64_t publish(const engine::Mutation& mutation) override { return log_.append(mutation); }
+    void wake() override { log_.wake_readers(); }
     bool wait_replicated(uint64_t offset, int* acknowledged, int* required) override;
     bool sync_required() const override { return options_.sync_count > 0; }
 

@@ -28,6 +28,7 @@ public:
         return true;
     }
     bool sync_required() const override { return false; }
+    void wake() override { log_.wake_readers(); }
 
 private:
     memkeep::replication::ReplicationLog log_{64 << 10};

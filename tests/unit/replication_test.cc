@@ -198,6 +198,7 @@ public:
         return !fail_sync;
     }
     bool sync_required() const override { return sync; }
+    void wake() override {}
     std::vector<engine::MutationKind> published;
     bool sync = false;
     bool fail_sync = false;

@@ -16,6 +16,12 @@ int64_t monotonic_ms() {
         .count();
 }
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
+// After sending a batch, a feed lets writes gather this long before it reads
+// the log again (unless --repl-sync waits on it): under load one wake-up and
+// one send carry a millisecond of writes instead of one write each, which is
+// most of what replication costs the node (measured: docs/BENCHMARKS.md).
+// An idle feed sleeps until a write wakes it, so a lone write goes at once.
+constexpr auto kGatherInterval = std::chrono::microseconds(1000);
 }  // namespace
 
 Feed::Feed(Node& node, int fd, std::string address)
@@ -158,6 +164,7 @@ bool Feed::stream_from(uint64_t offset) {
         if (records > 0 && !channel_->send_frame(FrameType::kRecords, payload)) return false;
         node_.counters.records_sent.fetch_add(records);
         offset = next;
+        if (!node_.options.sync_count && entries.size() < kBatchBytes) std::this_thread::sleep_for(kGatherInterval);
     }
     return false;
 }

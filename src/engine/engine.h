@@ -24,6 +24,7 @@
 namespace memkeep::storage {
 class Backend;
 struct Record;
+struct RecordView;
 }
 
 namespace memkeep::engine {
@@ -205,7 +206,7 @@ private:
     // while (it is then brought back into RAM).
     bool read_twice_recently(std::string_view key);
     // An unlinked item holding a disk copy, for one reply.
-    ItemRef transient_item(std::string_view key, const storage::Record& record);
+    ItemRef transient_item(std::string_view key, const storage::RecordView& record);
     // Links a new version and writes it through; false (and nothing linked)
     // when the durable store refused the write.
     bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability);

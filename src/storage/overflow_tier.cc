@@ -36,6 +36,11 @@ struct KeyHash {
     size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
 };
 
+// The writer thread gathers evictions for this long after the first one
+// (fewer wakeups and larger batches), or until this many bytes are queued.
+constexpr auto kBatchWindow = std::chrono::milliseconds(2);
+constexpr size_t kBatchBytes = 1u << 20;
+
 // Counts what FIFO compaction drops when the disk is full. Only compactions
 // for the size limit drop data; those that merge small files (intra-L0) only
 // move it.
@@ -206,6 +211,7 @@ private:
     }
 
     void queue(std::string_view key, PendingWrite write) {
+        bool first_of_batch = pending_.empty();
         auto it = pending_.find(key);
         if (it != pending_.end()) {
             pending_bytes_ -= it->second.encoded.size() + it->first.size();
@@ -214,7 +220,9 @@ private:
             it = pending_.emplace(std::string(key), std::move(write)).first;
         }
         pending_bytes_ += it->second.encoded.size() + it->first.size();
-        work_.notify_one();
+        // The writer waits for the first write of a batch, then gathers more
+        // for kBatchWindow unless kBatchBytes arrive first: wake it only then.
+        if (first_of_batch || pending_bytes_ >= kBatchBytes) work_.notify_one();
     }
 
     // Writes what was evicted, in batches, off the request path. The batch
@@ -223,7 +231,9 @@ private:
         std::unique_lock<std::mutex> lock(mutex_);
         while (true) {
             work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            work_.wait_for(lock, kBatchWindow, [&] { return stopping_ || pending_bytes_ >= kBatchBytes; });
             if (stopping_) return;
+            if (pending_.empty()) continue;  // remove_all() took them meanwhile
             inflight_.swap(pending_);
             pending_bytes_ = 0;
             room_.notify_all();

@@ -78,6 +78,10 @@ public:
     OverflowTier(rocksdb::DB* db, int lock_fd, const OverflowOptions& options, std::shared_ptr<DropCounter> drops)
         : db_(db), lock_fd_(lock_fd), options_(options), drops_(std::move(drops)) {
         write_options_.disableWAL = true;  // a cache: nothing to recover after a crash
+        // Evicted values are mostly read once from disk: caching their blocks
+        // would only churn the block cache (index and filter blocks stay in
+        // the table readers).
+        read_options_.fill_cache = false;
         writer_ = std::thread([this] { write_loop(); });
     }
 
@@ -339,6 +343,9 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     rocksdb::BlockBasedTableOptions table;
     // Bloom filters: a lookup skips the table files that cannot hold the key.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    // Values are items' bytes, often compressed by clients already; trying
+    // again on every flush and compaction costs CPU for little.
+    db_options.compression = rocksdb::kNoCompression;
     table.block_cache = rocksdb::NewLRUCache(8u << 20);
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     auto drops = std::make_shared<DropCounter>();

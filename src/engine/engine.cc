@@ -122,7 +122,7 @@ bool Engine::read_twice_recently(std::string_view key) {
     return false;
 }
 
-ItemRef Engine::transient_item(std::string_view key, const storage::Record& record) {
+ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& record) {
     size_t footprint = item_footprint(key.size(), record.value.size());
     transient_budget_.try_take(footprint);  // unbounded: replies in flight only
     Item* item = allocate_item(key, record.value.size(), record.client_flags, record.exptime);
@@ -206,21 +206,23 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
     // linked only if it is still current once the memory for it is found
     // (allocation may evict, which takes other locks, so it runs unlocked).
     for (int attempt = 0; attempt < 8; ++attempt) {
-        storage::Record record;
+        storage::Record fresh;
+        const storage::Record* read = &fresh;
         if (attempt == 0 && already_read) {
-            record = *already_read;
-        } else if (!backend_->get(key, &record)) {
+            read = already_read;
+        } else if (!backend_->get(key, &fresh)) {
             return nullptr;
         }
+        const storage::Record& record = *read;
         if (is_expired(record.exptime, now)) return nullptr;
         slot.reset();
         ItemRef loaded = cache_.allocate(key, record.value.size(), record.client_flags, record.exptime);
         slot.emplace(cache_.lock(key));
         if ((item = slot->find(now))) return item;  // linked meanwhile
         if (!loaded) return nullptr;
-        storage::Record now_stored;
-        if (!backend_->get(key, &now_stored)) return nullptr;  // removed meanwhile
-        if (now_stored.cas != record.cas) continue;            // changed meanwhile
+        uint64_t stored_cas = 0;
+        if (!backend_->stored_version(key, &stored_cas)) return nullptr;  // removed meanwhile
+        if (stored_cas != record.cas) continue;                           // changed meanwhile
         if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
         loaded->cas = record.cas;
         loaded->last_access = static_cast<uint32_t>(now);
@@ -279,21 +281,31 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
     bool plain_read = !request.touch_exptime && !request.vivify_exptime && !request.recache_below;
     Item* item = overflow() && plain_read ? slot->find(now) : lookup(slot, request.key, now, stats);
     if (!item && overflow() && plain_read && !slot->expired()) {
-        storage::Record record;
-        if (backend_->get(request.key, &record) && !is_expired(record.exptime, now)) {
+        // The disk copy's bytes are copied once: into the transient item that
+        // serves this read, or into the record that brings the item back.
+        std::optional<storage::Record> recache;
+        bool served = false;
+        auto serve = [&](const storage::RecordView& record) {
+            if (is_expired(record.exptime, now)) return;
             if (read_twice_recently(request.key)) {
-                item = lookup(slot, request.key, now, stats, &record);
-            } else {
-                stats.cmd_get.add();
-                stats.get_hits.add();
-                stats.disk_loads.add();
-                result.item = transient_item(request.key, record);
-                result.cas = record.cas;
-                result.exptime = result.previous_exptime = record.exptime;
-                result.last_access = static_cast<uint32_t>(now);
-                return result;
+                recache.emplace(storage::Record{record.client_flags, record.exptime, record.cas,
+                                                std::string(record.value)});
+                return;
             }
+            result.item = transient_item(request.key, record);
+            result.cas = record.cas;
+            result.exptime = result.previous_exptime = record.exptime;
+            served = true;
+        };
+        backend_->read(request.key, serve);
+        if (served) {
+            stats.cmd_get.add();
+            stats.get_hits.add();
+            stats.disk_loads.add();
+            result.last_access = static_cast<uint32_t>(now);
+            return result;
         }
+        if (recache) item = lookup(slot, request.key, now, stats, &*recache);
     }
     if (!item && slot->expired()) stats.get_expired.add();
 

@@ -27,6 +27,7 @@
 namespace memkeep::storage {
 class Backend;
 struct Record;
+struct RecordView;
 }
 
 namespace memkeep::engine {
@@ -284,7 +285,7 @@ private:
     // while (it is then brought back into RAM).
     bool read_twice_recently(std::string_view key);
     // An unlinked item holding a disk copy, for one reply.
-    ItemRef transient_item(std::string_view key, const storage::Record& record);
+    ItemRef transient_item(std::string_view key, const storage::RecordView& record);
     // Links a new version and writes it through; false (and nothing linked)
     // when the durable store refused the write.
     bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability, uint64_t origin = 0);
@@ -302,7 +303,12 @@ private:
     // Items served from disk without entering the cache are not counted
     // against -m: they live only until their reply is written.
     MemoryBudget transient_budget_{SIZE_MAX};
-    static constexpr size_t kRecentDiskReads = 1 << 16;
+    // The window of read_twice_recently: a key read from disk again before
+    // about this many other disk reads displaced it is brought back. Measured
+    // with bench/overflow.py (Zipf 0.99, 10x RAM): 4096 recaches fewer, hotter
+    // items than 65536 (fewer evictions and fewer disk reads per get); 256
+    // recaches too few (more disk reads per get).
+    static constexpr size_t kRecentDiskReads = 1 << 12;
     std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
     std::mutex flush_mutex_;
     std::atomic<int64_t> pending_flush_at_{0};   // 0 = none

@@ -30,21 +30,25 @@ uint32_t ReplicationLog::length_at(uint64_t offset) const {
 }
 
 uint64_t ReplicationLog::append(const engine::Mutation& mutation) {
+    // Encoded straight into the ring: the header, then key and value as they are.
+    char header[kMutationHeaderSize];
+    encode_mutation_header(mutation, header);
+    size_t size = encoded_size(mutation);
     std::lock_guard<std::mutex> guard(mutex_);
-    scratch_.clear();
-    encode_mutation(mutation, scratch_);
     ++appended_;
-    if (scratch_.size() > ring_.size()) {
+    if (size > ring_.size()) {
         // Larger than the whole ring: nothing before it can be kept, and it
         // cannot be kept itself; a node that needs it gets a full sync.
-        end_ += scratch_.size();
+        end_ += size;
         start_ = end_;
-    } else {
-        // Drop the oldest entries until the new one fits.
-        while (end_ + scratch_.size() - start_ > ring_.size()) start_ += 4 + length_at(start_);
-        copy_in(end_, scratch_.data(), scratch_.size());
-        end_ += scratch_.size();
+        return end_;
     }
+    // Drop the oldest entries until the new one fits.
+    while (end_ + size - start_ > ring_.size()) start_ += 4 + length_at(start_);
+    copy_in(end_, header, sizeof(header));
+    copy_in(end_ + sizeof(header), mutation.key.data(), mutation.key.size());
+    copy_in(end_ + sizeof(header) + mutation.key.size(), mutation.value.data(), mutation.value.size());
+    end_ += size;
     return end_;
 }
 

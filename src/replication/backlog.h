@@ -59,7 +59,6 @@ private:
     uint64_t start_ = 0;
     uint64_t end_ = 0;
     uint64_t appended_ = 0;
-    std::string scratch_;   // encoding buffer, used under mutex_
 };
 
 }  // namespace memkeep::replication

@@ -71,6 +71,22 @@ bool Channel::has_buffered_frame() const {
     return buffer_.size() - consumed_ >= kFrameHeaderSize + length;
 }
 
+Channel::Poll Channel::poll_frame(FrameType* type, std::string* payload) {
+    while (!has_buffered_frame()) {
+        char chunk[4096];
+        ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Poll::kNothing;
+        if (n <= 0) {
+            error_ = n == 0 ? "connection closed by the other node" : "connection lost";
+            return Poll::kFailed;
+        }
+        buffer_.append(chunk, static_cast<size_t>(n));
+        if (received_total_) received_total_->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+    return receive(type, payload) ? Poll::kFrame : Poll::kFailed;
+}
+
 bool Channel::receive(FrameType* type, std::string* payload) {
     while (buffer_.size() - consumed_ < kFrameHeaderSize) {
         if (!fill()) return false;

@@ -26,6 +26,9 @@ public:
     bool receive(FrameType* type, std::string* payload);
     // True when a whole frame has already been read from the socket.
     bool has_buffered_frame() const;
+    // The next frame if one has arrived, without waiting.
+    enum class Poll { kFrame, kNothing, kFailed };
+    Poll poll_frame(FrameType* type, std::string* payload);
     // Unblocks any thread in send or receive (they then fail).
     void shut_down();
     const std::string& error() const { return error_; }

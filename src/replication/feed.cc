@@ -122,69 +122,115 @@ bool Feed::send_snapshot() {
 
 bool Feed::stream_from(uint64_t offset) {
     streaming_.store(true);
-    std::string entries, payload;
+    std::string payload;
     uint64_t peer = peer_node_id_.load();
     bool to_peer = role_.load() == Role::kPeer;
+    // The other node drops a connection that is silent for --repl-timeout:
+    // something goes out at least every kKeepaliveInterval, also while the
+    // log grows only with what that peer sent us (which it does not get back).
+    auto last_sent = std::chrono::steady_clock::now();
+    auto ping = [&](uint64_t at) {
+        std::string payload;
+        put_u64(payload, at);
+        last_sent = std::chrono::steady_clock::now();
+        return channel_->send_frame(FrameType::kPing, payload);
+    };
+    last_ack_ms_.store(monotonic_ms());   // the clock starts now, not before a long snapshot
+    const int64_t timeout_ms = int64_t{node_.options.timeout_seconds} * 1000;
     while (!stopping_.load()) {
-        entries.clear();
+        if (!reader_.joinable()) {
+            if (!take_arrived_acks()) return false;
+            // A live node acknowledges every batch and every keepalive.
+            if (since_last_ack_ms() > timeout_ms) {
+                node_.log_line(fmt::format("replication: feed to {} dropped: no acknowledgement within {} s",
+                                           address_, node_.options.timeout_seconds));
+                return false;
+            }
+        }
+        // RECORDS: the offset the batch ends at, then its entries, read
+        // straight into the frame's payload.
+        payload.clear();
+        put_u64(payload, 0);
         uint64_t next = offset;
-        switch (node_.log.read(offset, kBatchBytes, &entries, &next)) {
+        switch (node_.log.read(offset, kBatchBytes, &payload, &next)) {
             case ReplicationLog::ReadResult::kLost:
                 node_.log_line(fmt::format(
                     "replication: {} fell behind the backlog (--repl-backlog); it will reconnect for a full sync",
                     address_));
                 return false;
             case ReplicationLog::ReadResult::kNothing: {
-                if (!node_.log.wait_beyond(offset, kKeepaliveInterval)) {
-                    std::string ping;
-                    put_u64(ping, offset);
-                    if (!channel_->send_frame(FrameType::kPing, ping)) return false;
-                }
+                if (!node_.log.wait_beyond(offset, kKeepaliveInterval) && !ping(offset)) return false;
                 continue;
             }
             case ReplicationLog::ReadResult::kOk: break;
         }
-        // RECORDS: the offset the batch ends at, then its entries (a peer
-        // does not get back the mutations it sent us).
-        payload.clear();
-        put_u64(payload, next);
+        std::memcpy(payload.data(), &next, 8);
+        // A peer does not get back the mutations it sent us: they are
+        // squeezed out of the payload in place.
+        size_t read_bytes = payload.size() - 8;
         uint64_t records = 0;
-        for (size_t position = 0; position < entries.size();) {
+        size_t kept_end = 8;
+        for (size_t position = 8; position < payload.size();) {
             uint32_t length;
-            std::memcpy(&length, entries.data() + position, 4);
+            std::memcpy(&length, payload.data() + position, 4);
             size_t size = 4 + length;
-            if (!to_peer || mutation_origin(entries.data() + position) != peer) {
-                payload.append(entries, position, size);
+            if (!to_peer || mutation_origin(payload.data() + position) != peer) {
+                if (kept_end != position) std::memmove(payload.data() + kept_end, payload.data() + position, size);
+                kept_end += size;
                 ++records;
             }
             position += size;
         }
+        payload.resize(kept_end);
         // Nothing left after filtering (all of it came from that peer): no
         // frame; the next RECORDS or PING carries the offset past it.
-        if (records > 0 && !channel_->send_frame(FrameType::kRecords, payload)) return false;
+        if (records > 0) {
+            if (!channel_->send_frame(FrameType::kRecords, payload)) return false;
+            last_sent = std::chrono::steady_clock::now();
+        } else if (std::chrono::steady_clock::now() - last_sent >= kKeepaliveInterval && !ping(next)) {
+            return false;
+        }
         node_.counters.records_sent.fetch_add(records);
         offset = next;
-        if (!node_.options.sync_count && entries.size() < kBatchBytes) std::this_thread::sleep_for(kGatherInterval);
+        if (!node_.options.sync_count && read_bytes < kBatchBytes) std::this_thread::sleep_for(kGatherInterval);
     }
     return false;
+}
+
+bool Feed::record_ack(FrameType type, const std::string& payload) {
+    Reader reader(payload);
+    uint64_t offset = reader.u64();
+    if (type != FrameType::kAck || reader.failed()) {
+        node_.log_line(fmt::format("replication: unexpected frame from {}; dropping the connection", address_));
+        return false;
+    }
+    {
+        std::lock_guard<std::mutex> guard(node_.acks_mutex);
+        acked_.store(offset);
+    }
+    last_ack_ms_.store(monotonic_ms());
+    node_.acks_changed.notify_all();
+    return true;
+}
+
+bool Feed::take_arrived_acks() {
+    FrameType type;
+    std::string payload;
+    for (;;) {
+        switch (channel_->poll_frame(&type, &payload)) {
+            case Channel::Poll::kNothing: return true;
+            case Channel::Poll::kFailed: return false;
+            case Channel::Poll::kFrame:
+                if (!record_ack(type, payload)) return false;
+                break;
+        }
+    }
 }
 
 void Feed::read_acks() {
     FrameType type;
     std::string payload;
-    while (!stopping_.load() && channel_->receive(&type, &payload)) {
-        Reader reader(payload);
-        uint64_t offset = reader.u64();
-        if (type != FrameType::kAck || reader.failed()) {
-            node_.log_line(fmt::format("replication: unexpected frame from {}; dropping the connection", address_));
-            break;
-        }
-        {
-            std::lock_guard<std::mutex> guard(node_.acks_mutex);
-            acked_.store(offset);
-        }
-        last_ack_ms_.store(monotonic_ms());
-        node_.acks_changed.notify_all();
+    while (!stopping_.load() && channel_->receive(&type, &payload) && record_ack(type, payload)) {
     }
     // The writer notices through the shut socket (or its next keepalive).
     stopping_.store(true);
@@ -199,7 +245,7 @@ void Feed::run() {
     if (handshake(&welcome)) {
         acked_.store(welcome.offset);
         last_ack_ms_.store(monotonic_ms());
-        reader_ = std::thread([this] { read_acks(); });
+        if (node_.options.sync_count > 0) reader_ = std::thread([this] { read_acks(); });
         bool full = welcome.mode == SyncMode::kFull;
         (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
         node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",

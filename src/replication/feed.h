@@ -41,7 +41,13 @@ private:
     bool handshake(Welcome* welcome);
     bool send_snapshot();
     bool stream_from(uint64_t offset);
+    // --repl-sync: a thread reads acknowledgements as they come.
     void read_acks();
+    // Otherwise the writer takes those that have arrived, between batches
+    // (no thread to wake per acknowledgement). False on a broken connection.
+    bool take_arrived_acks();
+    // Records an ACK frame; false for any other frame.
+    bool record_ack(FrameType type, const std::string& payload);
 
     Node& node_;
     std::unique_ptr<Channel> channel_;

@@ -123,17 +123,27 @@ size_t encoded_size(const engine::Mutation& mutation) {
     return 4 + kMutationFixedSize + mutation.key.size() + mutation.value.size();
 }
 
+void encode_mutation_header(const engine::Mutation& mutation, char* out) {
+    auto put = [&out](const auto& value) {
+        std::memcpy(out, &value, sizeof(value));
+        out += sizeof(value);
+    };
+    put(static_cast<uint32_t>(kMutationFixedSize + mutation.key.size() + mutation.value.size()));
+    put(static_cast<uint8_t>(mutation.kind));
+    put(mutation.origin);
+    put(mutation.origin_tag);
+    put(mutation.version);
+    put(mutation.client_flags);
+    put(mutation.exptime);
+    put(mutation.item_state);
+    put(static_cast<uint64_t>(mutation.flush_at));
+    put(static_cast<uint8_t>(mutation.key.size()));
+}
+
 void encode_mutation(const engine::Mutation& mutation, std::string& out) {
-    put_u32(out, static_cast<uint32_t>(kMutationFixedSize + mutation.key.size() + mutation.value.size()));
-    out.push_back(static_cast<char>(mutation.kind));
-    put_u64(out, mutation.origin);
-    put_u16(out, mutation.origin_tag);
-    put_u64(out, mutation.version);
-    put_u32(out, mutation.client_flags);
-    put_u32(out, mutation.exptime);
-    out.push_back(static_cast<char>(mutation.item_state));
-    put_u64(out, static_cast<uint64_t>(mutation.flush_at));
-    out.push_back(static_cast<char>(mutation.key.size()));
+    char header[kMutationHeaderSize];
+    encode_mutation_header(mutation, header);
+    out.append(header, sizeof(header));
     out.append(mutation.key);
     out.append(mutation.value);
 }

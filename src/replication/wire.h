@@ -125,6 +125,10 @@ inline constexpr size_t kMutationFixedSize = 1 + 8 + 2 + 8 + 4 + 4 + 1 + 8 + 1;
 
 size_t encoded_size(const engine::Mutation& mutation);
 void encode_mutation(const engine::Mutation& mutation, std::string& out);
+// The length prefix and fixed fields of a mutation's encoding (what comes
+// before its key and value), into `out` (kMutationHeaderSize bytes).
+inline constexpr size_t kMutationHeaderSize = 4 + kMutationFixedSize;
+void encode_mutation_header(const engine::Mutation& mutation, char* out);
 // Decodes one length-prefixed mutation at the start of `data`; returns the
 // bytes it took (0 on malformed input). The mutation's key and value point
 // into `data`.

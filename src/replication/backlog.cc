@@ -77,19 +77,37 @@ uint64_t ReplicationLog::appended() const {
 
 ReplicationLog::ReadResult ReplicationLog::read(uint64_t from, size_t max_bytes, std::string* out,
                                                 uint64_t* next) const {
-    std::lock_guard<std::mutex> guard(mutex_);
-    if (from < start_ || from > end_) return ReadResult::kLost;
-    if (from == end_) return ReadResult::kNothing;
-    uint64_t stop = from;
-    while (stop < end_ && (stop == from || stop - from < max_bytes)) {
-        uint32_t length = length_at(stop);
-        // A length that runs past the end means `from` was not an entry boundary.
-        if (length < kMutationFixedSize || stop + 4 + length > end_) return ReadResult::kLost;
-        stop += 4 + length;
+    // The copy runs without the lock, so that a writer never waits for a
+    // reader (which, on a busy CPU, may be preempted mid-copy). Writers only
+    // add at the end and overwrite the oldest bytes, moving start_ past them
+    // first: if start_ is still at or before `from` after the copy, nothing
+    // copied was overwritten meanwhile.
+    uint64_t end;
+    {
+        std::lock_guard<std::mutex> guard(mutex_);
+        if (from < start_ || from > end_) return ReadResult::kLost;
+        if (from == end_) return ReadResult::kNothing;
+        end = end_;
     }
     size_t old_size = out->size();
+    uint64_t stop = from;
+    while (stop < end && (stop == from || stop - from < max_bytes)) {
+        uint32_t length = length_at(stop);
+        // A length that runs past the end: `from` was not an entry boundary
+        // (or the bytes were overwritten; checked below).
+        if (length < kMutationFixedSize || stop + 4 + length > end) {
+            out->resize(old_size);
+            return ReadResult::kLost;
+        }
+        stop += 4 + length;
+    }
     out->resize(old_size + (stop - from));
     copy_out(from, out->data() + old_size, stop - from);
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (start_ > from) {
+        out->resize(old_size);
+        return ReadResult::kLost;
+    }
     *next = stop;
     return ReadResult::kOk;
 }

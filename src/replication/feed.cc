@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <cstring>
 
 #include "replication/auth.h"
@@ -18,10 +21,10 @@ int64_t monotonic_ms() {
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
 // After sending a batch, a feed lets writes gather this long before it reads
 // the log again (unless --repl-sync waits on it): under load one wake-up and
-// one send carry a millisecond of writes instead of one write each, which is
+// one send carry two milliseconds of writes instead of one write each, which is
 // most of what replication costs the node (measured: docs/BENCHMARKS.md).
 // An idle feed sleeps until a write wakes it, so a lone write goes at once.
-constexpr auto kGatherInterval = std::chrono::microseconds(1000);
+constexpr auto kGatherInterval = std::chrono::microseconds(2000);
 }  // namespace
 
 Feed::Feed(Node& node, int fd, std::string address)
@@ -241,6 +244,13 @@ void Feed::read_acks() {
 int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.load(); }
 
 void Feed::run() {
+    if (node_.options.sync_count == 0) {
+        // Asynchronous replication is background work: SCHED_BATCH keeps the
+        // feed from preempting a worker when it wakes (it still gets its fair
+        // share of the CPU). With --repl-sync a client waits on it: normal.
+        sched_param none{};
+        pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
+    }
     Welcome welcome;
     if (handshake(&welcome)) {
         acked_.store(welcome.offset);

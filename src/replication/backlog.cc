@@ -10,6 +10,7 @@ namespace memkeep::replication {
 ReplicationLog::ReplicationLog(size_t capacity) : ring_(capacity) {}
 
 void ReplicationLog::copy_in(uint64_t offset, const char* data, size_t length) {
+    if (length == 0) return;   // an empty value's data() may be null
     size_t position = offset % ring_.size();
     size_t first = std::min(length, ring_.size() - position);
     std::memcpy(ring_.data() + position, data, first);
@@ -17,6 +18,7 @@ void ReplicationLog::copy_in(uint64_t offset, const char* data, size_t length) {
 }
 
 void ReplicationLog::copy_out(uint64_t offset, char* data, size_t length) const {
+    if (length == 0) return;
     size_t position = offset % ring_.size();
     size_t first = std::min(length, ring_.size() - position);
     std::memcpy(data, ring_.data() + position, first);

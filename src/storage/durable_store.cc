@@ -13,12 +13,14 @@
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -42,11 +44,20 @@ namespace {
 constexpr char kDataPrefix = 'd';
 constexpr char kMetaPrefix = 'm';
 
-// One memtable holds this much before RocksDB flushes it to a table file.
-constexpr size_t kWriteBufferBytes = 32u << 20;
-// With in-place updates the memtable may never fill (see flush_memtable):
-// the write-ahead log written since the last flush is bounded by this.
-constexpr uint64_t kWalBytesBeforeFlush = 2 * kWriteBufferBytes;
+// A memtable holds at most an eighth of -m (within these bounds) before
+// RocksDB flushes it to a table file; with one being flushed while the next
+// fills, memtables take at most a quarter of -m on top of it.
+constexpr size_t kMinWriteBufferBytes = 32u << 20;
+constexpr size_t kMaxWriteBufferBytes = 256u << 20;
+// With in-place updates a memtable of overwritten keys stops growing, and
+// RocksDB keeps every write-ahead log written since it was started. The
+// housekeeper flushes it once that log is this many times the memtable's
+// size (and at least kMinWalBytesBeforeFlush): the write-ahead log, and so
+// the time a restart takes to replay it, stays bounded, and a flush writes a
+// quarter of what was logged or less (as Redis rewrites its append-only file
+// when it has doubled).
+constexpr uint64_t kWalToMemtableBeforeFlush = 4;
+constexpr uint64_t kMinWalBytesBeforeFlush = 64u << 20;
 // Hash buckets of a memtable (8 bytes each, taken from the memtable's budget).
 constexpr size_t kMemtableBuckets = 1u << 18;
 
@@ -69,6 +80,14 @@ public:
     const char* Name() const override { return "memkeep.ExpiredItemFilter"; }
 };
 
+// Counts the write-ahead-log bytes written since RocksDB last started a
+// memtable (and with it a new log file).
+class WalSinceMemtableSwitch : public rocksdb::EventListener {
+public:
+    void OnMemTableSealed(const rocksdb::MemTableInfo& /*info*/) override { bytes.store(0); }
+    std::atomic<uint64_t> bytes{0};
+};
+
 // Writes go through one ordered queue: a command appends its write to the
 // queue (under its key's cache lock, so a key's writes enter in the order the
 // cache applied them) and gets a ticket. Whoever first needs a ticket to be
@@ -87,8 +106,8 @@ public:
 // server path that writes also waits).
 class DurableStore : public Backend {
 public:
-    DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync)
-        : db_(db), lock_fd_(lock_fd), fsync_(fsync) {
+    DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal)
+        : db_(db), lock_fd_(lock_fd), fsync_(fsync), wal_since_switch_(std::move(wal)) {
         housekeeper_ = std::thread([this] { housekeeping_loop(); });
     }
 
@@ -148,7 +167,6 @@ public:
             ++write_errors_;
             return 0;
         }
-        wal_bytes_since_flush_ = 0;
         return committed_;
     }
 
@@ -295,8 +313,7 @@ private:
             ++wal_syncs_;
             last_sync_time_ = ::time(nullptr);
         }
-        wal_bytes_since_flush_ += batch_bytes;
-        if (wal_bytes_since_flush_ >= kWalBytesBeforeFlush) housekeeping_.notify_one();
+        wal_since_switch_->bytes.fetch_add(batch_bytes, std::memory_order_relaxed);
         writes->clear();
         committing_ = nullptr;
         committed_ = target;
@@ -326,7 +343,9 @@ private:
             if (!committing_ && committed_ < queued_at_last_look) commit(lock);
             queued_at_last_look = queued_count_;
 
-            if (wal_bytes_since_flush_ >= kWalBytesBeforeFlush) flush_memtable(lock);
+            if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= kMinWalBytesBeforeFlush) {
+                flush_memtable_if_log_is_long(lock);
+            }
 
             auto now = std::chrono::steady_clock::now();
             if (fsync_ == FsyncPolicy::kEverySecond && now - last_sync >= std::chrono::seconds(1)) {
@@ -347,17 +366,20 @@ private:
         }
     }
 
-    // With in-place updates a memtable of overwritten keys stays small and
-    // never fills, so RocksDB would keep every write-ahead log behind it: a
-    // flush (in the background; only the switch to a new memtable happens
-    // here) lets it delete them. Called with the lock held.
-    void flush_memtable(std::unique_lock<std::mutex>& lock) {
-        wal_bytes_since_flush_ = 0;
+    // See kWalToMemtableBeforeFlush. Only the switch to a new memtable
+    // happens here; RocksDB flushes the old one in the background. Called
+    // with the lock held.
+    void flush_memtable_if_log_is_long(std::unique_lock<std::mutex>& lock) {
         lock.unlock();
-        rocksdb::FlushOptions flush;
-        flush.wait = false;
-        flush.allow_write_stall = true;
-        rocksdb::Status status = db_->Flush(flush);
+        uint64_t memtable_bytes = 0;
+        db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeActiveMemTable, &memtable_bytes);
+        rocksdb::Status status;
+        if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= kWalToMemtableBeforeFlush * memtable_bytes) {
+            rocksdb::FlushOptions flush;
+            flush.wait = false;
+            flush.allow_write_stall = true;
+            status = db_->Flush(flush);
+        }
         lock.lock();
         if (!status.ok() && write_errors_++ == 0) {
             std::fprintf(stderr, "memkeep: durable store flush failed: %s\n", status.ToString().c_str());
@@ -369,6 +391,7 @@ private:
     rocksdb::DB* db_;
     int lock_fd_;
     FsyncPolicy fsync_;
+    std::shared_ptr<WalSinceMemtableSwitch> wal_since_switch_;
     std::atomic<uint64_t> reads_{0};
 
     std::mutex maintenance_mutex_;          // remove_all and checkpoint, one at a time
@@ -382,7 +405,6 @@ private:
     uint64_t queued_count_ = 0;   // tickets handed out
     uint64_t committed_ = 0;      // tickets written
     bool stopping_ = false;
-    uint64_t wal_bytes_since_flush_ = 0;
     uint64_t batches_written_ = 0;
     uint64_t wal_syncs_ = 0;
     int64_t last_sync_time_ = 0;
@@ -404,7 +426,9 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     db_options.paranoid_checks = true;
     db_options.keep_log_file_num = 2;
     db_options.max_background_jobs = 2;
-    db_options.write_buffer_size = kWriteBufferBytes;
+    db_options.write_buffer_size = std::clamp(options.memory_limit / 8, kMinWriteBufferBytes, kMaxWriteBufferBytes);
+    auto wal_since_switch = std::make_shared<WalSinceMemtableSwitch>();
+    db_options.listeners.push_back(wal_since_switch);
     // The store only reads single keys (Get), never iterates, so the
     // memtable can be a hash table instead of RocksDB's default skiplist,
     // whose ordered insert of random keys was a third of the CPU of a set.
@@ -420,6 +444,10 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     // which this gives up, are not used; range deletions are (remove_all,
     // checkpoint and the recovery flush below take care of them).
     db_options.inplace_update_support = true;
+    // In-place updates take one of these reader/writer locks (picked by key
+    // hash): few enough that they stay in the CPU cache (the default 10,000
+    // cost a cache miss per set), plenty for one writer and a few readers.
+    db_options.inplace_update_num_locks = 64;
     // Both of the above need one memtable writer at a time (the store has one).
     db_options.allow_concurrent_memtable_write = false;
     // Recovery replays every live write-ahead log into one memtable and then
@@ -446,7 +474,7 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
         ::close(lock_fd);
         return nullptr;
     }
-    return std::make_unique<DurableStore>(db, lock_fd, options.fsync);
+    return std::make_unique<DurableStore>(db, lock_fd, options.fsync, std::move(wal_since_switch));
 }
 
 }  // namespace memkeep::storage

@@ -232,6 +232,36 @@ void Cache::clear() {
     }
 }
 
+void Cache::clear_older_than(uint64_t version) {
+    for (Shard* shard : shards_) {
+        std::lock_guard<std::mutex> guard(shard->mutex);
+        for (Item*& head : shard->buckets) {
+            Item** link = &head;
+            while (*link) {
+                if ((*link)->cas < version) shard->unlink_at(link, budget_);
+                else link = &(*link)->hash_next;
+            }
+        }
+    }
+}
+
+void Cache::for_each_item(const std::function<void(ItemSnapshot&&)>& visit) {
+    std::vector<ItemSnapshot> batch;
+    for (Shard* shard : shards_) {
+        batch.clear();
+        {
+            std::lock_guard<std::mutex> guard(shard->mutex);
+            for (Item* head : shard->buckets) {
+                for (Item* item = head; item; item = item->hash_next) {
+                    item->refcount.fetch_add(1, std::memory_order_relaxed);
+                    batch.push_back(ItemSnapshot{ItemRef(item, &budget_), item->exptime, item->origin_tag});
+                }
+            }
+        }
+        for (ItemSnapshot& snapshot : batch) visit(std::move(snapshot));
+    }
+}
+
 size_t Cache::sweep_expired(int64_t now, size_t buckets_per_shard) {
     size_t freed = 0;
     for (Shard* shard : shards_) {

@@ -89,6 +89,20 @@ public:
 
     // Removes every item now (flush_all).
     void clear();
+    // Removes every item whose version is below `version` (a replicated
+    // flush_all: items written after the flush, on any node, stay).
+    void clear_older_than(uint64_t version);
+
+    // An item as a snapshot saw it: a reference (its key and value never
+    // change) plus the fields that may change in place, read under the lock.
+    struct ItemSnapshot {
+        ItemRef item;
+        uint32_t exptime;
+        uint16_t origin_tag;
+    };
+    // Calls `visit` for every linked item, one shard at a time; the shard's
+    // lock is held only while its items are collected, not during `visit`.
+    void for_each_item(const std::function<void(ItemSnapshot&&)>& visit);
     // Frees expired items from the next slice of every shard's table; called
     // periodically by the maintenance thread. Returns how many were freed.
     size_t sweep_expired(int64_t now, size_t buckets_per_shard);

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace memkeep::engine {
 
@@ -45,12 +47,21 @@ constexpr size_t kMemcachedItemHeader = 48;
 class Engine::DurabilityWait {
 public:
     explicit DurabilityWait(OpStats& stats) : stats_(stats) {}
-    ~DurabilityWait() { stats_.durability_ticket = std::max(stats_.durability_ticket, ticket_); }
+    ~DurabilityWait() {
+        stats_.durability_ticket = std::max(stats_.durability_ticket, ticket_);
+        stats_.replication_offset = std::max(stats_.replication_offset, replication_offset_);
+    }
     void add(uint64_t ticket) { ticket_ = std::max(ticket_, ticket); }
+    // Replication: the log offset of a published mutation (--repl-sync waits for it).
+    void add_replication(uint64_t offset) {
+        replication_offset_ = std::max(replication_offset_, offset);
+        stats_.replication_pending = true;
+    }
 
 private:
     OpStats& stats_;
     uint64_t ticket_ = 0;
+    uint64_t replication_offset_ = 0;
 };
 
 void Engine::wait_durable(OpStats& stats) {
@@ -111,7 +122,7 @@ bool Engine::read_twice_recently(std::string_view key) {
     return false;
 }
 
-ItemRef Engine::transient_item(std::string_view key, const storage::Record& record) {
+ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& record) {
     size_t footprint = item_footprint(key.size(), record.value.size());
     transient_budget_.try_take(footprint);  // unbounded: replies in flight only
     Item* item = allocate_item(key, record.value.size(), record.client_flags, record.exptime);
@@ -124,10 +135,42 @@ ItemRef Engine::transient_item(std::string_view key, const storage::Record& reco
     return ItemRef(item, &transient_budget_);
 }
 
-uint64_t Engine::changed_in_place(Item& item) {
+void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
     // Overflow: the disk copy no longer matches, so an eviction must write it again.
     item.state &= static_cast<uint8_t>(~kItemHasDiskCopy);
-    return persist(item);
+    durability.add(persist(item));
+    publish_item(item, durability);
+}
+
+void Engine::publish_item(Item& item, DurabilityWait& durability, uint64_t origin) {
+    if (!replicating()) return;
+    if (origin == 0) {
+        item.origin_tag = own_tag_;
+        origin = sink_->node_id();
+    }
+    Mutation mutation;
+    mutation.kind = MutationKind::kSet;
+    mutation.origin = origin;
+    mutation.origin_tag = item.origin_tag;
+    mutation.version = item.cas;
+    mutation.client_flags = item.client_flags;
+    mutation.exptime = item.exptime;
+    mutation.item_state = item.state & (kItemStale | kItemKeyBinary);
+    mutation.key = item.key();
+    mutation.value = item.value();
+    durability.add_replication(sink_->publish(mutation));
+}
+
+void Engine::publish_removal(std::string_view key, Stamp stamp, DurabilityWait& durability, uint64_t origin) {
+    if (!replicating()) return;
+    tombstones_.record(key, stamp);
+    Mutation mutation;
+    mutation.kind = MutationKind::kDelete;
+    mutation.origin = origin != 0 ? origin : sink_->node_id();
+    mutation.origin_tag = stamp.origin_tag;
+    mutation.version = stamp.version;
+    mutation.key = key;
+    durability.add_replication(sink_->publish(mutation));
 }
 
 uint64_t Engine::persist_removal(std::string_view key) {
@@ -137,18 +180,20 @@ uint64_t Engine::persist_removal(std::string_view key) {
     return backend_->remove(key);
 }
 
-bool Engine::link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability) {
+bool Engine::link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability, uint64_t origin) {
     Item* linked = item.get();
     slot.link(std::move(item));
     if (overflow()) persist_removal(linked->key());  // an older copy on disk is stale now
-    if (!durable()) return true;
-    uint64_t ticket = persist(*linked);
-    if (ticket == 0) {
-        // Not in the store, so not acknowledged: RAM must not serve it either.
-        slot.unlink(linked);
-        return false;
+    if (durable()) {
+        uint64_t ticket = persist(*linked);
+        if (ticket == 0) {
+            // Not in the store, so not acknowledged: RAM must not serve it either.
+            slot.unlink(linked);
+            return false;
+        }
+        durability.add(ticket);
     }
-    durability.add(ticket);
+    publish_item(*linked, durability, origin);
     return true;
 }
 
@@ -161,21 +206,23 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
     // linked only if it is still current once the memory for it is found
     // (allocation may evict, which takes other locks, so it runs unlocked).
     for (int attempt = 0; attempt < 8; ++attempt) {
-        storage::Record record;
+        storage::Record fresh;
+        const storage::Record* read = &fresh;
         if (attempt == 0 && already_read) {
-            record = *already_read;
-        } else if (!backend_->get(key, &record)) {
+            read = already_read;
+        } else if (!backend_->get(key, &fresh)) {
             return nullptr;
         }
+        const storage::Record& record = *read;
         if (is_expired(record.exptime, now)) return nullptr;
         slot.reset();
         ItemRef loaded = cache_.allocate(key, record.value.size(), record.client_flags, record.exptime);
         slot.emplace(cache_.lock(key));
         if ((item = slot->find(now))) return item;  // linked meanwhile
         if (!loaded) return nullptr;
-        storage::Record now_stored;
-        if (!backend_->get(key, &now_stored)) return nullptr;  // removed meanwhile
-        if (now_stored.cas != record.cas) continue;            // changed meanwhile
+        uint64_t stored_cas = 0;
+        if (!backend_->stored_version(key, &stored_cas)) return nullptr;  // removed meanwhile
+        if (stored_cas != record.cas) continue;                           // changed meanwhile
         if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
         loaded->cas = record.cas;
         loaded->last_access = static_cast<uint32_t>(now);
@@ -208,16 +255,22 @@ void Engine::apply_due_flush() {
     std::lock_guard<std::mutex> guard(flush_mutex_);
     due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || unix_now() < due) return;
-    cache_.clear();
-    if (durable()) {
-        backend_->wait_durable(backend_->remove_all());
-        backend_->put_meta(kPendingFlushMeta, "0");
+    if (replicating()) {
+        // Every node computes the same horizon from the same time.
+        flush_older_than(version_at(due));
+        if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
+    } else {
+        cache_.clear();
+        if (durable()) {
+            backend_->wait_durable(backend_->remove_all());
+            backend_->put_meta(kPendingFlushMeta, "0");
+        }
+        if (overflow()) backend_->remove_all();
     }
-    if (overflow()) backend_->remove_all();
     pending_flush_at_.store(0, std::memory_order_release);
 }
 
-FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
+FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& stats) {
     apply_due_flush();
     int64_t now = unix_now();
     FetchResult result;
@@ -228,21 +281,31 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     bool plain_read = !request.touch_exptime && !request.vivify_exptime && !request.recache_below;
     Item* item = overflow() && plain_read ? slot->find(now) : lookup(slot, request.key, now, stats);
     if (!item && overflow() && plain_read && !slot->expired()) {
-        storage::Record record;
-        if (backend_->get(request.key, &record) && !is_expired(record.exptime, now)) {
+        // The disk copy's bytes are copied once: into the transient item that
+        // serves this read, or into the record that brings the item back.
+        std::optional<storage::Record> recache;
+        bool served = false;
+        auto serve = [&](const storage::RecordView& record) {
+            if (is_expired(record.exptime, now)) return;
             if (read_twice_recently(request.key)) {
-                item = lookup(slot, request.key, now, stats, &record);
-            } else {
-                stats.cmd_get.add();
-                stats.get_hits.add();
-                stats.disk_loads.add();
-                result.item = transient_item(request.key, record);
-                result.cas = record.cas;
-                result.exptime = result.previous_exptime = record.exptime;
-                result.last_access = static_cast<uint32_t>(now);
-                return result;
+                recache.emplace(storage::Record{record.client_flags, record.exptime, record.cas,
+                                                std::string(record.value)});
+                return;
             }
+            result.item = transient_item(request.key, record);
+            result.cas = record.cas;
+            result.exptime = result.previous_exptime = record.exptime;
+            served = true;
+        };
+        backend_->read(request.key, serve);
+        if (served) {
+            stats.cmd_get.add();
+            stats.get_hits.add();
+            stats.disk_loads.add();
+            result.last_access = static_cast<uint32_t>(now);
+            return result;
         }
+        if (recache) item = lookup(slot, request.key, now, stats, &*recache);
     }
     if (!item && slot->expired()) stats.get_expired.add();
 
@@ -259,6 +322,7 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
             item = stub.get();
             slot->link(std::move(stub));
             durability.add(persist(*item));
+            publish_item(*item, durability);
             result.created = true;
         }
     }
@@ -279,7 +343,10 @@ FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
     result.previous_exptime = result.created ? 0 : item->exptime;
     if (touching) {
         item->exptime = expiry(*request.touch_exptime);
-        durability.add(changed_in_place(*item));
+        // Replicated, a touch is a new version: versions order the writes
+        // between nodes (memcached's touch keeps the CAS value).
+        if (replicating()) item->cas = next_cas();
+        changed_in_place(*item, durability);
     }
 
     bool won = result.created;
@@ -321,6 +388,10 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
                                        size_t value_length, bool drop_old_on_failure, OpStats& stats) {
     apply_due_flush();
     Prepared prepared;
+    if (read_only()) {
+        prepared.status = StoreStatus::kReadOnly;   // and the old value stays
+        return prepared;
+    }
     if (!item_size_ok(key.size(), client_flags, value_length)) {
         stats.store_too_large.add();
         prepared.status = StoreStatus::kTooLarge;
@@ -335,6 +406,7 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
         auto slot = cache_.lock(key);
         slot.unlink(slot.find(unix_now()));
         durability.add(persist_removal(key));
+        if (replicating()) publish_removal(key, {next_cas(), own_tag_}, durability);
     }
     return prepared;
 }
@@ -348,7 +420,7 @@ ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32
     return copy;
 }
 
-StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& stats) {
+StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item, OpStats& stats) {
     stats.cmd_set.add();
     int64_t now = unix_now();
     std::string_view key = item->key();
@@ -438,7 +510,7 @@ void Engine::discard_store(ItemRef item, OpStats& stats) {
     item.reset();
 }
 
-DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
+DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
     apply_due_flush();
     int64_t now = unix_now();
     DurabilityWait durability(stats);
@@ -478,17 +550,18 @@ DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64
             }
             item->cas = request.explicit_cas.value_or(next_cas());
             if (new_cas) *new_cas = item->cas;
-            durability.add(changed_in_place(*item));
+            changed_in_place(*item, durability);
             return DeleteStatus::kDeleted;
         }
         stats.delete_hits.add();
         slot->unlink(item);
         durability.add(persist_removal(request.key));
+        if (replicating()) publish_removal(request.key, {next_cas(), own_tag_}, durability);
         return DeleteStatus::kDeleted;
     }
 }
 
-ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& stats) {
+ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& request, OpStats& stats) {
     apply_due_flush();
     int64_t now = unix_now();
     StatCounter& hits = request.increment ? stats.incr_hits : stats.decr_hits;
@@ -559,7 +632,7 @@ ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& s
     }
 }
 
-TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats) {
+TouchStatus Engine::touch_unreplicated(std::string_view key, int64_t exptime, OpStats& stats) {
     apply_due_flush();
     int64_t now = unix_now();
     stats.cmd_touch.add();
@@ -572,14 +645,38 @@ TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats)
     }
     stats.touch_hits.add();
     item->exptime = expiry(exptime);
+    if (replicating()) item->cas = next_cas();  // see fetch: a replicated touch is a new version
     Cache::Slot::mark_used(item, now);
-    durability.add(changed_in_place(*item));
+    changed_in_place(*item, durability);
     return TouchStatus::kTouched;
 }
 
-void Engine::flush_all(int64_t delay, OpStats& stats) {
+void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
     stats.cmd_flush.add();
     std::lock_guard<std::mutex> guard(flush_mutex_);
+    if (replicating()) {
+        // A flush is published as the horizon below which items go: now
+        // (a fresh version), or the moment a delayed flush is due.
+        Mutation flush;
+        flush.kind = MutationKind::kFlush;
+        flush.origin = sink_->node_id();
+        flush.origin_tag = own_tag_;
+        if (delay <= 0) {
+            pending_flush_at_.store(0, std::memory_order_release);
+            flush.version = next_cas();
+            flush_older_than(flush.version);
+            if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
+        } else {
+            int64_t now = unix_now();
+            flush.flush_at = delay > kMaxRelativeExptime ? delay : now + delay;
+            flush.version = version_at(flush.flush_at);
+            pending_flush_at_.store(flush.flush_at, std::memory_order_release);
+            if (durable()) backend_->put_meta(kPendingFlushMeta, std::to_string(flush.flush_at));
+        }
+        stats.replication_offset = std::max(stats.replication_offset, sink_->publish(flush));
+        stats.replication_pending = true;
+        return;
+    }
     if (delay <= 0) {
         pending_flush_at_.store(0, std::memory_order_release);
         cache_.clear();
@@ -600,6 +697,231 @@ void Engine::flush_all(int64_t delay, OpStats& stats) {
 void Engine::run_maintenance() {
     apply_due_flush();
     cache_.sweep_expired(unix_now(), 64);
+}
+
+}  // namespace memkeep::engine
+
+namespace memkeep::engine {
+
+// ---- Replication ------------------------------------------------------------------
+
+void Engine::set_replication(ReplicationSink* sink) {
+    sink_ = sink;
+    own_tag_ = sink ? Mutation::tag_of(sink->node_id()) : 0;
+}
+
+void Engine::flush_replication(OpStats& stats) {
+    if (!stats.replication_pending) return;
+    stats.replication_pending = false;
+    if (replicating()) sink_->wake();
+}
+
+bool Engine::await_replication(OpStats& stats) {
+    uint64_t offset = std::exchange(stats.replication_offset, 0);
+    if (!replicating() || offset == 0 || !sink_->sync_required()) return true;
+    flush_replication(stats);   // the write must leave now, not at the end of the pass
+    return sink_->wait_replicated(offset, &stats.replicas_acknowledged, &stats.replicas_required);
+}
+
+FetchResult Engine::fetch(const FetchRequest& request, OpStats& stats) {
+    bool writes = request.touch_exptime || request.vivify_exptime;
+    if (writes && read_only()) {
+        FetchResult refused;
+        refused.refusal = Refusal::kReadOnly;
+        return refused;
+    }
+    FetchResult result = fetch_unreplicated(request, stats);
+    if (!await_replication(stats)) result.refusal = Refusal::kNotReplicated;
+    return result;
+}
+
+StoreResult Engine::store(const StoreRequest& request, ItemRef item, OpStats& stats) {
+    if (read_only()) {
+        stats.cmd_set.add();
+        return {StoreStatus::kReadOnly};
+    }
+    StoreResult result = store_unreplicated(request, std::move(item), stats);
+    if (!await_replication(stats) && result.status == StoreStatus::kStored) result.status = StoreStatus::kNotReplicated;
+    return result;
+}
+
+DeleteStatus Engine::remove(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
+    if (read_only()) return DeleteStatus::kReadOnly;
+    DeleteStatus status = remove_unreplicated(request, stats, new_cas);
+    if (!await_replication(stats) && status == DeleteStatus::kDeleted) status = DeleteStatus::kNotReplicated;
+    return status;
+}
+
+ArithmeticResult Engine::arithmetic(const ArithmeticRequest& request, OpStats& stats) {
+    if (read_only()) return {ArithmeticStatus::kReadOnly};
+    ArithmeticResult result = arithmetic_unreplicated(request, stats);
+    if (!await_replication(stats) && result.status == ArithmeticStatus::kOk) {
+        result.status = ArithmeticStatus::kNotReplicated;
+    }
+    return result;
+}
+
+TouchStatus Engine::touch(std::string_view key, int64_t exptime, OpStats& stats) {
+    if (read_only()) return TouchStatus::kReadOnly;
+    TouchStatus status = touch_unreplicated(key, exptime, stats);
+    if (!await_replication(stats) && status == TouchStatus::kTouched) status = TouchStatus::kNotReplicated;
+    return status;
+}
+
+FlushStatus Engine::flush_all(int64_t delay, OpStats& stats) {
+    if (read_only()) return FlushStatus::kReadOnly;
+    flush_all_unreplicated(delay, stats);
+    return await_replication(stats) ? FlushStatus::kOk : FlushStatus::kNotReplicated;
+}
+
+void Engine::flush_older_than(uint64_t version) {
+    // Called with flush_mutex_ held.
+    if (version > flush_floor_.load()) flush_floor_.store(version);
+    cache_.clear_older_than(version);
+    tombstones_.forget_older_than(version);
+    if (durable()) {
+        // The store drops everything; what RAM kept (written after the
+        // flush, on another node) is written back. An item written after
+        // the flush that only the store held is lost: a flush racing with
+        // writes on another node is not exact in the durable mode.
+        backend_->wait_durable(backend_->remove_all());
+        cache_.for_each_item([this](Cache::ItemSnapshot&& kept) { persist(*kept.item); });
+    }
+    if (overflow()) backend_->remove_all();
+}
+
+ApplyOutcome Engine::apply_flush(const Mutation& mutation) {
+    std::lock_guard<std::mutex> guard(flush_mutex_);
+    if (mutation.flush_at > 0 && mutation.flush_at > unix_now()) {
+        if (pending_flush_at_.load() == mutation.flush_at) return ApplyOutcome::kDuplicate;
+        pending_flush_at_.store(mutation.flush_at, std::memory_order_release);
+        if (durable()) backend_->put_meta(kPendingFlushMeta, std::to_string(mutation.flush_at));
+    } else {
+        if (mutation.version <= flush_floor_.load()) return ApplyOutcome::kDuplicate;
+        if (pending_flush_at_.load() != 0 && pending_flush_at_.load() <= mutation.flush_at) {
+            pending_flush_at_.store(0, std::memory_order_release);
+        }
+        flush_older_than(mutation.version);
+    }
+    sink_->publish(mutation);
+    return ApplyOutcome::kApplied;
+}
+
+ApplyOutcome Engine::apply(const Mutation& mutation, OpStats& stats) {
+    clock_.observe(mutation.version);
+    if (mutation.kind == MutationKind::kFlush) return apply_flush(mutation);
+    apply_due_flush();
+    int64_t now = unix_now();
+    Stamp incoming = mutation.stamp();
+    DurabilityWait durability(stats);
+
+    if (mutation.kind == MutationKind::kDelete) {
+        std::optional<Cache::Slot> slot(cache_.lock(mutation.key));
+        Item* current = lookup(slot, mutation.key, now, stats);
+        if (current) {
+            Stamp have{current->cas, current->origin_tag};
+            if (have.newer_than(incoming)) return ApplyOutcome::kConflict;
+            slot->unlink(current);
+            durability.add(persist_removal(mutation.key));
+        } else if (auto tombstone = tombstones_.find(mutation.key)) {
+            if (*tombstone == incoming) return ApplyOutcome::kDuplicate;
+            if (tombstone->newer_than(incoming)) return ApplyOutcome::kConflict;
+        }
+        publish_removal(mutation.key, incoming, durability, mutation.origin);
+        return ApplyOutcome::kApplied;
+    }
+
+    if (mutation.version < flush_floor_.load()) return ApplyOutcome::kConflict;
+    // Allocation may evict from any shard, so it happens before the lock.
+    ItemRef item = cache_.allocate(mutation.key, mutation.value.size(), mutation.client_flags, mutation.exptime);
+    if (!item) return ApplyOutcome::kFailed;
+    if (!mutation.value.empty()) std::memcpy(item->value_data(), mutation.value.data(), mutation.value.size());
+    item->cas = mutation.version;
+    item->origin_tag = mutation.origin_tag;
+    item->state |= mutation.item_state & (kItemStale | kItemKeyBinary);
+    item->last_access = static_cast<uint32_t>(now);
+
+    std::optional<Cache::Slot> slot(cache_.lock(mutation.key));
+    Item* current = lookup(slot, mutation.key, now, stats);
+    if (current) {
+        Stamp have{current->cas, current->origin_tag};
+        if (have == incoming) return ApplyOutcome::kDuplicate;
+        if (!incoming.newer_than(have)) return ApplyOutcome::kConflict;
+    } else if (auto tombstone = tombstones_.find(mutation.key)) {
+        if (*tombstone == incoming) return ApplyOutcome::kDuplicate;
+        if (!incoming.newer_than(*tombstone)) return ApplyOutcome::kConflict;
+    }
+    if (!link_new_version(*slot, std::move(item), durability, mutation.origin)) return ApplyOutcome::kFailed;
+    return ApplyOutcome::kApplied;
+}
+
+void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
+    int64_t now = unix_now();
+    Mutation flush;
+    flush.kind = MutationKind::kFlush;
+    if (uint64_t floor = flush_floor_.load()) {
+        flush.version = floor;
+        visit(flush);
+    }
+    if (int64_t pending = pending_flush_at_.load()) {
+        flush.flush_at = pending;
+        flush.version = version_at(pending);
+        visit(flush);
+    }
+    auto visit_record = [&](std::string_view key, const storage::RecordView& record) {
+        if (is_expired(record.exptime, now)) return;
+        Mutation item;
+        item.kind = MutationKind::kSet;
+        item.version = record.cas;
+        item.client_flags = record.client_flags;
+        item.exptime = record.exptime;
+        item.key = key;
+        item.value = record.value;
+        visit(item);
+    };
+    if (durable()) {
+        // The store holds every item (RAM only caches it).
+        backend_->scan(visit_record);
+    } else {
+        cache_.for_each_item([&](Cache::ItemSnapshot&& snapshot) {
+            if (is_expired(snapshot.exptime, now)) return;
+            Mutation item;
+            item.kind = MutationKind::kSet;
+            item.origin_tag = snapshot.origin_tag;
+            item.version = snapshot.item->cas;
+            item.client_flags = snapshot.item->client_flags;
+            item.exptime = snapshot.exptime;
+            item.item_state = snapshot.item->state & (kItemStale | kItemKeyBinary);
+            item.key = snapshot.item->key();
+            item.value = snapshot.item->value();
+            visit(item);
+        });
+        // Items evicted to disk (older copies of keys in RAM lose on the other side).
+        if (overflow()) backend_->scan(visit_record);
+    }
+    std::vector<std::pair<std::string, Stamp>> deleted;
+    tombstones_.for_each([&](std::string_view key, Stamp stamp) { deleted.emplace_back(key, stamp); });
+    for (const auto& [key, stamp] : deleted) {
+        Mutation removal;
+        removal.kind = MutationKind::kDelete;
+        removal.version = stamp.version;
+        removal.origin_tag = stamp.origin_tag;
+        removal.key = key;
+        visit(removal);
+    }
+}
+
+void Engine::clear_all() {
+    std::lock_guard<std::mutex> guard(flush_mutex_);
+    cache_.clear();
+    tombstones_.clear();
+    flush_floor_.store(0);
+    pending_flush_at_.store(0);
+    if (durable()) {
+        backend_->wait_durable(backend_->remove_all());
+        backend_->put_meta(kPendingFlushMeta, "0");
+    }
+    if (overflow()) backend_->remove_all();
 }
 
 }  // namespace memkeep::engine

@@ -11,6 +11,7 @@
 // shared writes.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,11 +20,14 @@
 #include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/item.h"
+#include "engine/mutation.h"
 #include "engine/op_stats.h"
+#include "engine/tombstones.h"
 
 namespace memkeep::storage {
 class Backend;
 struct Record;
+struct RecordView;
 }
 
 namespace memkeep::engine {
@@ -41,6 +45,13 @@ struct EngineConfig {
     bool evictions_enabled = true;     // -M turns this off
     bool cas_enabled = true;           // -C turns this off
     StorageMode storage_mode = StorageMode::kMemory;
+};
+
+// Why a write was refused before or after it was applied (replication).
+enum class Refusal : uint8_t {
+    kNone,
+    kReadOnly,        // a read-only replica: nothing changed
+    kNotReplicated,   // --repl-sync: applied here, but too few nodes acknowledged in time
 };
 
 // ---- Retrieval: get, gets, gat, gats, mg --------------------------------------
@@ -65,13 +76,17 @@ struct FetchResult {
     bool stale = false;            // invalidated item (X)
     bool was_fetched = false;      // fetched before this command (h)
     uint32_t last_access = 0;      // before this command (l)
+    Refusal refusal = Refusal::kNone;  // a touch or vivify refused (the item is then empty)
 };
 
 // ---- Storage: set, add, replace, append, prepend, cas, ms ----------------------
 
 enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend };
 
-enum class StoreStatus { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory, kStorageError };
+enum class StoreStatus {
+    kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory, kStorageError,
+    kReadOnly, kNotReplicated,
+};
 
 struct StoreRequest {
     StoreMode mode = StoreMode::kSet;
@@ -90,7 +105,7 @@ struct StoreResult {
 
 // ---- Delete, arithmetic, touch --------------------------------------------------
 
-enum class DeleteStatus { kDeleted, kNotFound, kExists };
+enum class DeleteStatus { kDeleted, kNotFound, kExists, kReadOnly, kNotReplicated };
 
 struct DeleteRequest {
     std::string_view key;
@@ -101,7 +116,10 @@ struct DeleteRequest {
     bool empty_value = false;               // md x: replace the value with an empty one
 };
 
-enum class ArithmeticStatus { kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored, kStorageError };
+enum class ArithmeticStatus {
+    kOk, kNotFound, kNonNumeric, kExists, kNoMemory, kNotStored, kStorageError,
+    kReadOnly, kNotReplicated,
+};
 
 struct ArithmeticRequest {
     std::string_view key;
@@ -126,7 +144,25 @@ struct ArithmeticResult {
     uint32_t previous_exptime = 0;  // before a T flag changed it
 };
 
-enum class TouchStatus { kTouched, kNotFound };
+enum class TouchStatus { kTouched, kNotFound, kReadOnly, kNotReplicated };
+
+enum class FlushStatus { kOk, kReadOnly, kNotReplicated };
+
+// What Engine::apply did with a mutation from another node.
+enum class ApplyOutcome {
+    kApplied,
+    kDuplicate,   // this node already had exactly this version
+    kConflict,    // this node had a newer version, tombstone or flush: ignored
+    kFailed,      // no memory for it, or the durable store refused it
+};
+
+// The refusal a write's status stands for (kNone for every other status).
+template <typename Status>
+Refusal refusal_of(Status status) {
+    if (status == Status::kReadOnly) return Refusal::kReadOnly;
+    if (status == Status::kNotReplicated) return Refusal::kNotReplicated;
+    return Refusal::kNone;
+}
 
 class Engine {
 public:
@@ -161,7 +197,7 @@ public:
 
     // flush_all: with delay 0 every item is removed now; otherwise every item
     // stored before the given time is removed when it comes.
-    void flush_all(int64_t delay, OpStats& stats);
+    FlushStatus flush_all(int64_t delay, OpStats& stats);
     // A flush_all refused for a bad argument still counts (cmd_flush).
     void count_refused_flush(OpStats& stats) { stats.cmd_flush.add(); }
 
@@ -184,10 +220,54 @@ public:
     // mark); called by the maintenance tick and at shutdown.
     void save_state();
 
+    // ---- Replication ------------------------------------------------------------
+    // Every mutation from now on is published to `sink` (not owned; set once,
+    // before clients are served).
+    void set_replication(ReplicationSink* sink);
+    // A read-only replica refuses every client write (Refusal::kReadOnly);
+    // mutations from its primary still apply.
+    void set_read_only(bool read_only) { read_only_.store(read_only); }
+    bool read_only() const { return read_only_.load(std::memory_order_relaxed); }
+    // Applies a mutation that another node published: last writer wins on
+    // the Stamp, a tombstone or a flush stops older writes. Applied mutations
+    // are published again (for this node's replicas and other peers).
+    ApplyOutcome apply(const Mutation& mutation, OpStats& stats);
+    // Sends what the writes recorded in `stats` published: the worker calls
+    // it once per event-loop pass, a link once per batch it applied.
+    void flush_replication(OpStats& stats);
+    // Calls `visit` with a mutation for every flush horizon, item and
+    // tombstone this node holds: the snapshot of a full sync. Items written
+    // meanwhile may or may not be seen (the log after the snapshot's start
+    // carries them).
+    void snapshot(const std::function<void(const Mutation&)>& visit);
+    // A replica about to load a full snapshot drops everything it holds.
+    void clear_all();
+    size_t tombstone_count() const { return tombstones_.size(); }
+
 private:
     class DurabilityWait;
 
     uint64_t next_cas();
+    bool replicating() const { return sink_ != nullptr; }
+    uint16_t own_tag() const { return own_tag_; }
+    // Publishes the item's current version (origin 0: written here). Called
+    // with the key's slot locked.
+    void publish_item(Item& item, DurabilityWait& durability, uint64_t origin = 0);
+    void publish_removal(std::string_view key, Stamp stamp, DurabilityWait& durability, uint64_t origin = 0);
+    // After a client write: --repl-sync waits here (no lock held). False when
+    // too few nodes acknowledged in time.
+    bool await_replication(OpStats& stats);
+    // Removes every item older than `version` (a replicated flush_all).
+    void flush_older_than(uint64_t version);
+    static uint64_t version_at(int64_t unix_seconds) { return static_cast<uint64_t>(unix_seconds) * 1000 << 16; }
+    // The operations as they were before replication wrapped them.
+    FetchResult fetch_unreplicated(const FetchRequest& request, OpStats& stats);
+    StoreResult store_unreplicated(const StoreRequest& request, ItemRef item, OpStats& stats);
+    DeleteStatus remove_unreplicated(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas);
+    ArithmeticResult arithmetic_unreplicated(const ArithmeticRequest& request, OpStats& stats);
+    TouchStatus touch_unreplicated(std::string_view key, int64_t exptime, OpStats& stats);
+    void flush_all_unreplicated(int64_t delay, OpStats& stats);
+    ApplyOutcome apply_flush(const Mutation& mutation);
     // The live item for the slot's key: from RAM, or loaded from the store in
     // the durable mode (the slot lock may be released and taken again).
     // `already_read`: the store's record for the key, read under this slot lock.
@@ -200,15 +280,15 @@ private:
     uint64_t persist_removal(std::string_view key);
     // An item changed in place (exptime, CAS, stale bit): written through in
     // the durable mode; in the overflow mode its disk copy no longer counts.
-    uint64_t changed_in_place(Item& item);
+    void changed_in_place(Item& item, DurabilityWait& durability);
     // Overflow: true for the second read from disk of a key within a short
     // while (it is then brought back into RAM).
     bool read_twice_recently(std::string_view key);
     // An unlinked item holding a disk copy, for one reply.
-    ItemRef transient_item(std::string_view key, const storage::Record& record);
+    ItemRef transient_item(std::string_view key, const storage::RecordView& record);
     // Links a new version and writes it through; false (and nothing linked)
     // when the durable store refused the write.
-    bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability);
+    bool link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& durability, uint64_t origin = 0);
     bool durable() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kDurable; }
     bool overflow() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kOverflow; }
     Cache::Options cache_options() const;
@@ -223,10 +303,23 @@ private:
     // Items served from disk without entering the cache are not counted
     // against -m: they live only until their reply is written.
     MemoryBudget transient_budget_{SIZE_MAX};
-    static constexpr size_t kRecentDiskReads = 1 << 16;
+    // The window of read_twice_recently: a key read from disk again before
+    // about this many other disk reads displaced it is brought back. Measured
+    // with bench/overflow.py (Zipf 0.99, 10x RAM): 4096 recaches fewer, hotter
+    // items than 65536 (fewer evictions and fewer disk reads per get); 256
+    // recaches too few (more disk reads per get).
+    static constexpr size_t kRecentDiskReads = 1 << 12;
     std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
     std::mutex flush_mutex_;
     std::atomic<int64_t> pending_flush_at_{0};   // 0 = none
+
+    ReplicationSink* sink_ = nullptr;
+    uint16_t own_tag_ = 0;
+    std::atomic<bool> read_only_{false};
+    // Replication: writes older than the last flush_all never apply.
+    std::atomic<uint64_t> flush_floor_{0};
+    static constexpr size_t kTombstoneCapacity = 1 << 20;
+    Tombstones tombstones_{kTombstoneCapacity};
 };
 
 }  // namespace memkeep::engine

@@ -43,7 +43,10 @@ struct Item {
     uint32_t value_length;
     uint8_t key_length;
     uint8_t state;
-    uint16_t unused_padding;
+    // Replication: a 16-bit tag of the node where this version was written;
+    // it breaks ties between equal versions written on two nodes (0: local
+    // without replication, or loaded from disk).
+    uint16_t origin_tag;
     // followed by key_length key bytes and value_length value bytes
 
     char* key_data() { return reinterpret_cast<char*>(this + 1); }

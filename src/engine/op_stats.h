@@ -31,6 +31,13 @@ struct OpStats {
     // Not a counter: the highest durable-store ticket among the requests the
     // worker is answering now (Engine::wait_durable clears it).
     uint64_t durability_ticket = 0;
+    // Replication: the log offset of this worker's last write (the engine
+    // waits for it with --repl-sync), and how many nodes acknowledged the
+    // last write that waited, of how many required.
+    uint64_t replication_offset = 0;
+    bool replication_pending = false;   // published since the last Engine::flush_replication
+    int replicas_acknowledged = 0;
+    int replicas_required = 0;
 };
 
 }  // namespace memkeep::engine

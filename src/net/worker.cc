@@ -197,6 +197,7 @@ void Worker::run() {
             settle(it->second, it->second.connection->resume());
         }
         release_durable_replies();
+        engine_.flush_replication(op_stats_);
     }
     // Shutdown: finish the requests already read, write their replies out,
     // close. A client that does not read gets until the deadline.

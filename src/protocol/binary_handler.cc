@@ -150,6 +150,14 @@ void BinaryHandler::error(Output& out, Status status) {
     out.append(text);
 }
 
+void BinaryHandler::refused(Output& out, engine::Refusal refusal) {
+    std::string line = refusal_line(refusal, ctx_.stats);
+    std::string_view text = std::string_view(line).substr(std::string_view("SERVER_ERROR ").size());
+    header(out, refusal == engine::Refusal::kReadOnly ? kNotSupported : kTemporaryFailure, 0, 0,
+           static_cast<uint32_t>(text.size()), 0);
+    out.append(text);
+}
+
 void BinaryHandler::success(Output& out, std::string_view body, uint64_t cas) {
     if (current_.quiet) return;
     header(out, kSuccess, 0, 0, static_cast<uint32_t>(body.size()), cas);
@@ -168,6 +176,7 @@ void BinaryHandler::get(const Request& request, Output& out) {
     fetch.key = request.key;
     if (touching) fetch.touch_exptime = int64_t{read_u32(request.extras.data())};
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+    if (found.refusal != engine::Refusal::kNone) return refused(out, found.refusal);
     if (!found.item) {
         if (current_.quiet) return;
         if (!with_key) return error(out, kKeyNotFound);
@@ -200,7 +209,11 @@ void BinaryHandler::begin_store(const Request& request, Output& out) {
                                               static_cast<size_t>(request.value_length), opcode == kSet,
                                               ctx_.stats);
     if (!prepared.item) {
-        error(out, prepared.status == engine::StoreStatus::kTooLarge ? kTooLarge : kOutOfMemory);
+        if (engine::refusal_of(prepared.status) != engine::Refusal::kNone) {
+            refused(out, engine::refusal_of(prepared.status));
+        } else {
+            error(out, prepared.status == engine::StoreStatus::kTooLarge ? kTooLarge : kOutOfMemory);
+        }
         swallow_left_ = request.value_length;
         if (swallow_left_ > 0) state_ = State::kSwallow;
         return;
@@ -249,6 +262,8 @@ void BinaryHandler::finish_store(Output& out) {
         case engine::StoreStatus::kExists: return error(out, kKeyExists);
         case engine::StoreStatus::kNotFound: return error(out, kKeyNotFound);
         case engine::StoreStatus::kStorageError: return error(out, kInternalError);  // the durable store failed
+        case engine::StoreStatus::kReadOnly:
+        case engine::StoreStatus::kNotReplicated: return refused(out, engine::refusal_of(result.status));
         case engine::StoreStatus::kNotStored:
         case engine::StoreStatus::kTooLarge:
         case engine::StoreStatus::kNoMemory:
@@ -267,7 +282,10 @@ void BinaryHandler::remove(const Request& request, Output& out) {
     engine::DeleteRequest del;
     del.key = request.key;
     if (current_.cas != 0) del.compare_cas = current_.cas;
-    switch (ctx_.engine.remove(del, ctx_.stats)) {
+    auto status = ctx_.engine.remove(del, ctx_.stats);
+    switch (status) {
+        case engine::DeleteStatus::kReadOnly:
+        case engine::DeleteStatus::kNotReplicated: return refused(out, engine::refusal_of(status));
         case engine::DeleteStatus::kDeleted: return success(out);
         case engine::DeleteStatus::kExists: return error(out, kKeyExists);
         case engine::DeleteStatus::kNotFound: return error(out, kKeyNotFound);
@@ -298,13 +316,16 @@ void BinaryHandler::arithmetic(const Request& request, Output& out) {
         case engine::ArithmeticStatus::kExists: return error(out, kKeyExists);
         case engine::ArithmeticStatus::kNoMemory: return error(out, kOutOfMemory);
         case engine::ArithmeticStatus::kNotStored: return error(out, kNotStored);
+        case engine::ArithmeticStatus::kReadOnly:
+        case engine::ArithmeticStatus::kNotReplicated: return refused(out, engine::refusal_of(result.status));
         default: return error(out, kInternalError);  // the storage backend failed
     }
 }
 
 void BinaryHandler::flush(const Request& request, Output& out) {
     int64_t delay = request.extras.size() == 4 ? int64_t{read_u32(request.extras.data())} : 0;
-    ctx_.engine.flush_all(delay, ctx_.stats);
+    auto status = ctx_.engine.flush_all(delay, ctx_.stats);
+    if (engine::refusal_of(status) != engine::Refusal::kNone) return refused(out, engine::refusal_of(status));
     success(out);
 }
 

@@ -75,6 +75,9 @@ private:
                 uint64_t cas);
     // An error response (sent even for quiet requests) with memcached's text.
     void error(Output& out, binary::Status status);
+    // A refused write (read-only replica, --repl-sync timeout), with the text
+    // protocol's explanation as the body.
+    void refused(Output& out, engine::Refusal refusal);
     // A success response with no extras or key, unless the request is quiet.
     void success(Output& out, std::string_view body = {}, uint64_t cas = 0);
 

@@ -50,7 +50,9 @@ std::string_view status_text(Status status) {
         case kAuthContinue: return "";
         case kUnknownCommand: return "Unknown command";
         case kOutOfMemory: return "Out of memory";
+        case kNotSupported: return "Not supported";
         case kInternalError: return "Internal error";
+        case kTemporaryFailure: return "Temporary failure";
     }
     return "UNHANDLED ERROR";
 }

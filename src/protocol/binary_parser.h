@@ -47,7 +47,9 @@ enum Status : uint16_t {
     kAuthContinue = 0x21,
     kUnknownCommand = 0x81,
     kOutOfMemory = 0x82,
-    kInternalError = 0x84,   // defined by protocol_binary.h; memcached itself never sends it
+    kNotSupported = 0x83,      // a read-only replica refuses a write
+    kInternalError = 0x84,     // defined by protocol_binary.h; memcached itself never sends it
+    kTemporaryFailure = 0x86,  // --repl-sync: too few nodes acknowledged in time
 };
 
 // memcached's error text for a status (the body of an error response).

@@ -19,6 +19,12 @@ std::unique_ptr<Handler> make_handler(ProtocolChoice choice, unsigned char first
     return text;
 }
 
+std::string refusal_line(engine::Refusal refusal, const engine::OpStats& stats) {
+    if (refusal == engine::Refusal::kReadOnly) return "SERVER_ERROR read-only replica";
+    return "SERVER_ERROR replication timeout: " + std::to_string(stats.replicas_acknowledged) + " of " +
+           std::to_string(stats.replicas_required) + " acknowledged";
+}
+
 const char* protocol_choice_name(ProtocolChoice choice) {
     switch (choice) {
         case ProtocolChoice::kAscii: return "ascii";

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "protocol/output.h"
@@ -37,6 +38,10 @@ public:
 protected:
     bool stopped_at_limit_ = false;
 };
+
+// The error line (without "\r\n") for a refused write: a read-only replica,
+// or a --repl-sync timeout naming how many nodes acknowledged (from `stats`).
+std::string refusal_line(engine::Refusal refusal, const engine::OpStats& stats);
 
 // memcached's -B: which protocol a connection speaks.
 enum class ProtocolChoice {

@@ -31,6 +31,13 @@ public:
     virtual bool verbose_requests() const = 0;
     // The `backup [name]` admin command: the reply line.
     virtual std::string admin_backup(std::string_view name) = 0;
+    // The `replication promote` / `replication replica-of HOST[:PORT]` admin
+    // commands: the reply line.
+    virtual std::string admin_replication(std::string_view command, std::string_view argument) {
+        (void)command;
+        (void)argument;
+        return "ERROR";
+    }
     // -Y: the credentials text connections must present first; null when
     // ascii authentication is off.
     virtual const AsciiAuthFile* ascii_auth() const { return nullptr; }

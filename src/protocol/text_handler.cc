@@ -36,6 +36,9 @@ std::string_view store_reply(StoreStatus status) {
         case StoreStatus::kTooLarge: return "SERVER_ERROR object too large for cache";
         case StoreStatus::kNoMemory: return "SERVER_ERROR out of memory storing object";
         case StoreStatus::kStorageError: return kStorageWriteFailed;
+        // Refusals name how many nodes acknowledged: see TextHandler::refusal.
+        case StoreStatus::kReadOnly: return "SERVER_ERROR read-only replica";
+        case StoreStatus::kNotReplicated: return "SERVER_ERROR replication timeout";
     }
     return "SERVER_ERROR unknown store status";
 }
@@ -115,6 +118,11 @@ void append_plain_flags(Output& out, const MetaRequest& meta) {
 }
 
 }  // namespace
+
+std::string_view TextHandler::refusal(engine::Refusal refusal) {
+    refusal_line_ = refusal_line(refusal, ctx_.stats);
+    return refusal_line_;
+}
 
 void TextHandler::reply(Output& out, std::string_view line) {
     if (request_.noreply) return;
@@ -233,6 +241,13 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
             out.append(ctx_.server.admin_backup(request_.tokens.size() == 2 ? request_.tokens[1] : ""));
             return out.append("\r\n");
         }
+        case TextCommand::kReplication: {
+            // Admin: `replication promote`, `replication replica-of HOST[:PORT]`.
+            if (request_.tokens.size() < 2 || request_.tokens.size() > 3) return out.append("ERROR\r\n");
+            out.append(ctx_.server.admin_replication(request_.tokens[1],
+                                                     request_.tokens.size() == 3 ? request_.tokens[2] : ""));
+            return out.append("\r\n");
+        }
         case TextCommand::kMetaGet: return meta_get(out);
         case TextCommand::kMetaSet: return meta_set_begin(line, out);
         case TextCommand::kMetaDelete: return meta_delete(out);
@@ -258,6 +273,11 @@ void TextHandler::retrieve(Output& out) {
         fetch.key = tokens[i];
         if (touching) fetch.touch_exptime = request_.exptime;
         engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+        if (found.refusal != engine::Refusal::kNone) {
+            out.rewind(start);
+            out.append(refusal(found.refusal));
+            return out.append("\r\n");
+        }
         if (!found.item) continue;
         const engine::Item& item = *found.item;
         // "VALUE <key> <flags> <bytes>[ <cas>]\r\n", formatted in one go.
@@ -292,7 +312,8 @@ void TextHandler::begin_store(Output& out) {
                                               static_cast<size_t>(request_.value_length), drop_old,
                                               ctx_.stats);
     if (!prepared.item) {
-        reply(out, store_reply(prepared.status));
+        engine::Refusal refused = engine::refusal_of(prepared.status);
+        reply(out, refused != engine::Refusal::kNone ? refusal(refused) : store_reply(prepared.status));
         swallow_left_ = static_cast<size_t>(request_.value_length) + 2;
         state_ = State::kSwallow;
         return;
@@ -315,13 +336,15 @@ void TextHandler::finish_store(Output& out, bool chunk_ok) {
     store.mode = store_mode(pending_.command);
     if (pending_.command == TextCommand::kCas) store.compare_cas = pending_.cas;
     auto result = ctx_.engine.store(store, std::move(pending_.item), ctx_.stats);
-    reply(out, store_reply(result.status));
+    engine::Refusal refused = engine::refusal_of(result.status);
+    reply(out, refused != engine::Refusal::kNone ? refusal(refused) : store_reply(result.status));
 }
 
 void TextHandler::remove(Output& out) {
     engine::DeleteRequest request;
     request.key = request_.key;
     auto status = ctx_.engine.remove(request, ctx_.stats);
+    if (engine::refusal_of(status) != engine::Refusal::kNone) return reply(out, refusal(engine::refusal_of(status)));
     reply(out, status == engine::DeleteStatus::kDeleted ? "DELETED" : "NOT_FOUND");
 }
 
@@ -340,17 +363,21 @@ void TextHandler::arithmetic(Output& out) {
         case engine::ArithmeticStatus::kStorageError: return reply(out, kStorageWriteFailed);
         case engine::ArithmeticStatus::kNonNumeric:
             return reply(out, "CLIENT_ERROR cannot increment or decrement non-numeric value");
+        case engine::ArithmeticStatus::kReadOnly:
+        case engine::ArithmeticStatus::kNotReplicated: return reply(out, refusal(engine::refusal_of(result.status)));
         default: return reply(out, "SERVER_ERROR out of memory");
     }
 }
 
 void TextHandler::touch(Output& out) {
     auto status = ctx_.engine.touch(request_.key, request_.exptime, ctx_.stats);
+    if (engine::refusal_of(status) != engine::Refusal::kNone) return reply(out, refusal(engine::refusal_of(status)));
     reply(out, status == engine::TouchStatus::kTouched ? "TOUCHED" : "NOT_FOUND");
 }
 
 void TextHandler::flush_all(Output& out) {
-    ctx_.engine.flush_all(request_.number, ctx_.stats);
+    auto status = ctx_.engine.flush_all(request_.number, ctx_.stats);
+    if (engine::refusal_of(status) != engine::Refusal::kNone) return reply(out, refusal(engine::refusal_of(status)));
     reply(out, "OK");
 }
 
@@ -395,6 +422,10 @@ void TextHandler::meta_get(Output& out) {
     fetch.recache_below = meta_.recache_ttl;
     fetch.key_binary = meta_.key_binary;
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+    if (found.refusal != engine::Refusal::kNone) {
+        out.append(refusal(found.refusal));
+        return out.append("\r\n");
+    }
     if (!found.item) {
         if (meta_.quiet) return;
         out.append("EN");
@@ -458,7 +489,10 @@ void TextHandler::meta_set_begin(std::string_view line, Output& out) {
     }
     auto prepared = ctx_.engine.prepare_store(meta_.key, meta_.client_flags, meta_.ttl.value_or(0),
                                               static_cast<size_t>(meta_.value_length), true, ctx_.stats);
-    if (!prepared.item) return fail(store_reply(prepared.status), true);
+    if (!prepared.item) {
+        engine::Refusal refused = engine::refusal_of(prepared.status);
+        return fail(refused != engine::Refusal::kNone ? refusal(refused) : store_reply(prepared.status), true);
+    }
     pending_.item = std::move(prepared.item);
     pending_.filled = 0;
     pending_.command = TextCommand::kMetaSet;
@@ -494,6 +528,10 @@ void TextHandler::meta_set_finish(Output& out, bool chunk_ok) {
         out.append(kStorageWriteFailed);
         return out.append("\r\n");
     }
+    if (engine::refusal_of(result.status) != engine::Refusal::kNone) {
+        out.append(refusal(engine::refusal_of(result.status)));
+        return out.append("\r\n");
+    }
     if (meta_.quiet && result.status == StoreStatus::kStored) return;
     out.append(meta_store_code(result.status));
     for (const MetaFlag& flag : meta_.flags) {
@@ -522,6 +560,10 @@ void TextHandler::meta_delete(Output& out) {
     request.new_exptime = meta_.ttl;
     request.empty_value = meta_.empty_value;
     auto status = ctx_.engine.remove(request, ctx_.stats);
+    if (engine::refusal_of(status) != engine::Refusal::kNone) {
+        out.append(refusal(engine::refusal_of(status)));
+        return out.append("\r\n");
+    }
     if (status == engine::DeleteStatus::kDeleted && meta_.quiet) return;
     out.append(status == engine::DeleteStatus::kDeleted ? "HD"
                : status == engine::DeleteStatus::kExists ? "EX"
@@ -559,6 +601,8 @@ void TextHandler::meta_arithmetic(Output& out) {
             return error("CLIENT_ERROR cannot increment or decrement non-numeric value");
         case engine::ArithmeticStatus::kNoMemory: return error("SERVER_ERROR out of memory");
         case engine::ArithmeticStatus::kStorageError: return error(kStorageWriteFailed);
+        case engine::ArithmeticStatus::kReadOnly:
+        case engine::ArithmeticStatus::kNotReplicated: return error(refusal(engine::refusal_of(result.status)));
         case engine::ArithmeticStatus::kNotFound:
         case engine::ArithmeticStatus::kExists:
         case engine::ArithmeticStatus::kNotStored:

@@ -69,6 +69,9 @@ private:
 
     // A reply line, unless the request asked for noreply.
     void reply(Output& out, std::string_view line);
+    // A refused write's error line (kept in refusal_line_ until the next one).
+    std::string_view refusal(engine::Refusal refusal);
+    std::string refusal_line_;
 
     HandlerContext ctx_;
     State state_ = State::kCommandLine;

@@ -44,6 +44,7 @@ constexpr CommandName kCommands[] = {
     {"verbosity", TextCommand::kVerbosity}, {"quit", TextCommand::kQuit},
     {"stats", TextCommand::kStats},      {"shutdown", TextCommand::kShutdown},
     {"cache_memlimit", TextCommand::kCacheMemlimit}, {"backup", TextCommand::kBackup},
+    {"replication", TextCommand::kReplication},
     {"mg", TextCommand::kMetaGet},       {"ms", TextCommand::kMetaSet},
     {"md", TextCommand::kMetaDelete},    {"ma", TextCommand::kMetaArithmetic},
     {"mn", TextCommand::kMetaNoop},      {"me", TextCommand::kMetaDebug},

@@ -30,7 +30,7 @@ enum class TextCommand : uint8_t {
     kGet, kGets, kGat, kGats,
     kSet, kAdd, kReplace, kAppend, kPrepend, kCas,
     kDelete, kIncr, kDecr, kTouch,
-    kFlushAll, kVersion, kVerbosity, kQuit, kStats, kShutdown, kCacheMemlimit, kBackup,
+    kFlushAll, kVersion, kVerbosity, kQuit, kStats, kShutdown, kCacheMemlimit, kBackup, kReplication,
     kMetaGet, kMetaSet, kMetaDelete, kMetaArithmetic, kMetaNoop, kMetaDebug,
 };
 

@@ -3,8 +3,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
+#include "replication/endpoint.h"
 #include "version.h"
 
 namespace memkeep::server {
@@ -146,7 +148,30 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("--fsync", config->fsync,
                    "durable mode: always (sync before each reply, group commit), everysec (default) or no")
         ->check(CLI::IsMember({"always", "everysec", "no"}));
-    app.add_flag("--admin", config->admin, "allow admin commands (backup)");
+    app.add_flag("--admin", config->admin, "allow admin commands (backup, replication)");
+
+    app.add_option("-X,--repl-port", config->repl_port,
+                   "replication port, on the -l addresses (default: off; 11212 when -x is given)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("-x,--repl-peer", config->repl_peers,
+                   "active-active peer HOST[:PORT] (repeatable; PORT defaults to 11212)")
+        ->allow_extra_args(false);
+    app.add_option("--replica-of", config->replica_of, "be a read-only replica of HOST[:PORT] (its replication port)");
+    std::string secret_file;
+    app.add_option("--repl-secret-file", secret_file,
+                   "file holding a shared secret that peers and replicas must prove (challenge-response)");
+    std::string repl_backlog = "64m";
+    app.add_option("--repl-backlog", repl_backlog,
+                   "replication backlog: recent writes kept for partial resync, k/m/g suffixes (default: 64m)");
+    app.add_option("--repl-sync", config->repl_sync,
+                   "acknowledge a write only once this many peers or replicas applied it (default: 0)")
+        ->check(CLI::Range(0, 64));
+    app.add_option("--repl-sync-timeout", config->repl_sync_timeout_ms,
+                   "milliseconds a write waits for --repl-sync acknowledgements (default: 1000)")
+        ->check(CLI::Range(1, 3600000));
+    app.add_option("--repl-timeout", config->repl_timeout_seconds,
+                   "seconds of silence after which a replication connection is dropped and retried (default: 10)")
+        ->check(CLI::Range(1, 3600));
 
     try {
         app.parse(argc, argv);
@@ -234,6 +259,32 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
             return reject("-Y/--auth-file: cannot use UDP with ascii authentication (-U 0 to disable)");
         }
         config->protocol = "ascii";
+    }
+    if (!parse_size(repl_backlog, &config->repl_backlog) || config->repl_backlog < (64u << 10)) {
+        return reject("--repl-backlog: not a size of at least 64k: " + repl_backlog);
+    }
+    for (const std::string& peer : config->repl_peers) {
+        replication::Endpoint endpoint;
+        if (!replication::parse_endpoint(peer, &endpoint)) return reject("-x/--repl-peer: not HOST[:PORT]: " + peer);
+    }
+    replication::Endpoint primary;
+    if (!config->replica_of.empty() && !replication::parse_endpoint(config->replica_of, &primary)) {
+        return reject("--replica-of: not HOST[:PORT]: " + config->replica_of);
+    }
+    if (!config->replica_of.empty() && !config->repl_peers.empty()) {
+        return reject("--replica-of: a replica cannot also have -x/--repl-peer peers");
+    }
+    if ((!config->replica_of.empty() || !config->repl_peers.empty()) && config->disable_cas) {
+        return reject("-C/--disable-cas: replication orders writes by their CAS versions; do not use -C with it");
+    }
+    if (!config->repl_peers.empty() && config->repl_port == 0) config->repl_port = 11212;
+    if (!secret_file.empty()) {
+        std::ifstream in(secret_file, std::ios::binary);
+        if (!in) return reject("--repl-secret-file: cannot read " + secret_file);
+        std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+        if (secret.empty()) return reject("--repl-secret-file: " + secret_file + " is empty");
+        config->repl_secret = secret;
     }
     // As memcached: -U without -p also sets the TCP port.
     if (config->udp_port != 0 && app.count("--port") == 0) config->port = config->udp_port;

@@ -44,6 +44,17 @@ struct Config {
     std::string tls_ca;               // --tls-ca, -o ssl_ca_cert
     int ssl_verify_mode = -1;         // -o ssl_verify_mode (0-3); -1: 2 (require) with a CA, else 0
 
+    // Replication (docs/OPERATIONS.md)
+    int repl_port = 0;                     // -X: replication listener (0: none; 11212 when -x is given)
+    std::vector<std::string> repl_peers;   // -x HOST[:PORT], repeatable: active-active peers
+    std::string replica_of;                // --replica-of HOST[:PORT]: read-only replica
+    std::string repl_secret;               // --repl-secret-file's content
+    uint64_t repl_backlog = 64ull << 20;   // --repl-backlog
+    int repl_sync = 0;                     // --repl-sync N
+    int repl_sync_timeout_ms = 1000;       // --repl-sync-timeout
+    int repl_timeout_seconds = 10;         // --repl-timeout
+    bool replication() const { return !repl_peers.empty() || !replica_of.empty() || repl_port != 0; }
+
     size_t memory_limit_bytes() const { return memory_limit_mb << 20; }
 };
 

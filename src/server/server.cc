@@ -56,7 +56,36 @@ bool Server::open_storage(std::string* error) {
         if (!backend_) return false;
     }
     engine_ = std::make_unique<engine::Engine>(engine_config(config_), backend_.get());
+    if (config_.replication()) {
+        replication::ReplicationOptions options;
+        options.listen_addresses = config_.listen_addresses;
+        options.port = static_cast<uint16_t>(config_.repl_port);
+        for (const std::string& peer : config_.repl_peers) {
+            replication::Endpoint endpoint;
+            replication::parse_endpoint(peer, &endpoint);   // checked by parse_config
+            options.peers.push_back(endpoint);
+        }
+        options.replica = !config_.replica_of.empty();
+        if (options.replica) replication::parse_endpoint(config_.replica_of, &options.primary);
+        options.secret = config_.repl_secret;
+        options.backlog_bytes = config_.repl_backlog;
+        options.sync_count = config_.repl_sync;
+        options.sync_timeout_ms = config_.repl_sync_timeout_ms;
+        options.timeout_seconds = config_.repl_timeout_seconds;
+        options.log = [](std::string_view line) { log_line(line); };
+        storage::Backend* durable_store = config_.storage == "durable" ? backend_.get() : nullptr;
+        replicator_ = std::make_unique<replication::Replicator>(*engine_, durable_store, std::move(options));
+        engine_->set_replication(replicator_.get());
+    }
     return true;
+}
+
+std::string Server::admin_replication(std::string_view command, std::string_view argument) {
+    if (!config_.admin) return "CLIENT_ERROR admin commands are not enabled (start with --admin)";
+    if (!replicator_) return "CLIENT_ERROR replication is not enabled (start with -X, -x or --replica-of)";
+    if (command == "promote" && argument.empty()) return replicator_->promote();
+    if (command == "replica-of" && !argument.empty()) return replicator_->follow(argument);
+    return "ERROR";
 }
 
 std::string Server::admin_backup(std::string_view name) {
@@ -78,6 +107,7 @@ std::string Server::admin_backup(std::string_view name) {
 Server::~Server() {
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
+    if (replicator_) replicator_->stop();
     for (auto& listener : listeners_) ::close(listener.fd);
     for (auto& udp : udp_sockets_) ::close(udp.fd);
 }
@@ -113,6 +143,7 @@ bool Server::open_listeners(std::string* error) {
         if (listener.fd < 0) return false;
         listeners_.push_back(listener);
     }
+    if (replicator_ && !replicator_->open(error)) return false;
     // -U: a UDP socket on each -l address (not with -s, as memcached).
     for (const auto& address : config_.listen_addresses) {
         if (config_.udp_port == 0) break;
@@ -184,6 +215,8 @@ int Server::run() {
         workers_.back()->start();
     }
 
+    if (replicator_) replicator_->start();
+
     int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
     epoll_event event{};
     event.events = EPOLLIN;
@@ -228,6 +261,7 @@ int Server::run() {
             last_maintenance = now;
             engine_->run_maintenance();
             engine_->save_state();
+            if (replicator_) replicator_->save_progress();
         }
     }
 
@@ -239,6 +273,7 @@ int Server::run() {
     for (auto& worker : workers_) worker->join();
     for (auto& udp : udp_sockets_) ::close(udp.fd);
     udp_sockets_.clear();
+    if (replicator_) replicator_->stop();   // saves where each link stopped
     engine_->save_state();
     ::close(epoll_fd);
     ::close(signal_fd);

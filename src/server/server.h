@@ -20,6 +20,7 @@
 #include "protocol/sasl.h"
 #include "protocol/ascii_auth.h"
 #include "protocol/services.h"
+#include "replication/replicator.h"
 #include "server/config.h"
 #include "storage/backend.h"
 
@@ -53,6 +54,7 @@ public:
     void log_request(int fd, std::string_view line) override;
     bool verbose_requests() const override { return verbosity_.load(std::memory_order_relaxed) >= 2; }
     std::string admin_backup(std::string_view name) override;
+    std::string admin_replication(std::string_view command, std::string_view argument) override;
     const protocol::AsciiAuthFile* ascii_auth() const override { return auth_.get(); }
     protocol::SaslProvider* sasl() override { return sasl_.get(); }
 
@@ -69,10 +71,13 @@ private:
     void slab_stats(protocol::StatLines& out);
     void connection_stats(protocol::StatLines& out);
     void storage_stats(protocol::StatLines& out);
+    void replication_stats(protocol::StatLines& out);
 
     Config config_;
     std::unique_ptr<storage::Backend> backend_;   // durable mode only; outlives the engine
     std::unique_ptr<engine::Engine> engine_;
+    // Replication (-X, -x, --replica-of); stopped before the engine goes.
+    std::unique_ptr<replication::Replicator> replicator_;
     // -S (Cyrus SASL) and -Z (the TLS context of every TCP connection);
     // made by open_listeners, so bad files fail the start.
     std::unique_ptr<protocol::SaslProvider> sasl_;

@@ -40,6 +40,7 @@ bool Server::collect_stats(std::string_view group, protocol::StatLines& out) {
     else if (group == "sizes") add(out, "sizes_status", "disabled");
     else if (group == "conns") connection_stats(out);
     else if (group == "storage") storage_stats(out);
+    else if (group == "repl") replication_stats(out);
     else return false;
     return true;
 }
@@ -198,6 +199,18 @@ void Server::connection_stats(protocol::StatLines& out) {
         add_number(out, fmt::format("{}:secs_since_last_cmd", fd),
                    now - info->last_command_time.load(std::memory_order_relaxed));
     }
+}
+
+}  // namespace memkeep::server
+
+namespace memkeep::server {
+
+void Server::replication_stats(protocol::StatLines& out) {
+    if (!replicator_) {
+        out.emplace_back("repl_role", "none");
+        return;
+    }
+    replicator_->collect_stats(out);
 }
 
 }  // namespace memkeep::server

@@ -8,6 +8,7 @@
 // commands share one sync (group commit).
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -34,6 +35,21 @@ enum class FsyncPolicy { kAlways, kEverySecond, kNever };
 
 using StatLines = std::vector<std::pair<std::string, std::string>>;
 
+// A non-owning reference to a callable taking a RecordView (like a
+// std::function, without an allocation for a lambda's captures).
+class RecordVisitor {
+public:
+    template <typename Callable>
+    RecordVisitor(Callable& callable)  // NOLINT: implicit, as a std::function would be
+        : object_(&callable),
+          call_([](void* object, const RecordView& record) { (*static_cast<Callable*>(object))(record); }) {}
+    void operator()(const RecordView& record) const { call_(object_, record); }
+
+private:
+    void* object_;
+    void (*call_)(void*, const RecordView&);
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -45,6 +61,22 @@ public:
     virtual uint64_t remove_all() = 0;
     // Reads the stored version of `key`; false when there is none.
     virtual bool get(std::string_view key, Record* out) = 0;
+    // The same, handing the version to `visit` without copying its value out
+    // of the backend (the view is valid only during the call).
+    virtual bool read(std::string_view key, RecordVisitor visit) {
+        Record record;
+        if (!get(key, &record)) return false;
+        visit(RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        return true;
+    }
+    // The CAS of the stored version of `key` in `cas`; false when there is
+    // none. A backend may answer without reading the value.
+    virtual bool stored_version(std::string_view key, uint64_t* cas) {
+        Record record;
+        if (!get(key, &record)) return false;
+        *cas = record.cas;
+        return true;
+    }
     // Blocks until the writes up to `ticket` are as durable as the fsync
     // policy promises (a no-op for policies that do not sync per write).
     virtual void wait_durable(uint64_t ticket) = 0;
@@ -57,6 +89,13 @@ public:
     // Writes a consistent copy of the store into `directory` (which must not
     // exist); a server started on it serves exactly this data.
     virtual bool checkpoint(const std::string& directory, std::string* error) = 0;
+
+    // Calls `visit` for every stored item version (replication's full sync);
+    // writes made before the call are seen. False when not supported.
+    virtual bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) {
+        (void)visit;
+        return false;
+    }
 
     // `stats storage` lines.
     virtual void collect_stats(StatLines& out) = 0;

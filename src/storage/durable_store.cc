@@ -171,6 +171,39 @@ public:
         return committed_;
     }
 
+    bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) override {
+        {
+            // Everything queued before the call is written first, so the
+            // iterator sees it.
+            std::unique_lock<std::mutex> lock(mutex_);
+            uint64_t wanted = queued_count_;
+            while (committed_ < wanted) {
+                if (committing_) {
+                    committed_cv_.wait(lock);
+                } else {
+                    commit(lock);
+                }
+            }
+        }
+        // The memtable is hashed by whole key (the prefix extractor), so an
+        // iterator must ask for total order. A value updated in place can
+        // change under an iterator, which reads it without a lock, so the
+        // iterator only supplies the keys: each value is read with Get, which
+        // holds the key's in-place update lock and never sees half a write.
+        rocksdb::ReadOptions in_order;
+        in_order.total_order_seek = true;
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(in_order));
+        std::string stored;
+        Record record;
+        for (it->Seek(std::string(1, kDataPrefix)); it->Valid() && it->key()[0] == kDataPrefix; it->Next()) {
+            if (!db_->Get(rocksdb::ReadOptions(), it->key(), &stored).ok()) continue;  // removed meanwhile
+            if (!decode_record(stored, &record)) continue;
+            std::string_view key(it->key().data() + 1, it->key().size() - 1);
+            visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        }
+        return it->status().ok();
+    }
+
     bool get(std::string_view key, Record* out) override {
         {
             std::lock_guard<std::mutex> guard(mutex_);

@@ -18,9 +18,9 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "storage/data_dir.h"
+#include "storage/key_versions.h"
 #include "storage/record_codec.h"
 #include "storage/rocksdb_logger.h"
 
@@ -29,6 +29,17 @@ namespace memkeep::storage {
 namespace {
 
 uint64_t key_hash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+
+// Lets the maps of pending writes be searched with a string_view (no string built).
+struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+};
+
+// The writer thread gathers evictions for this long after the first one
+// (fewer wakeups and larger batches), or until this many bytes are queued.
+constexpr auto kBatchWindow = std::chrono::milliseconds(2);
+constexpr size_t kBatchBytes = 1u << 20;
 
 // Counts what FIFO compaction drops when the disk is full. Only compactions
 // for the size limit drop data; those that merge small files (intra-L0) only
@@ -67,6 +78,10 @@ public:
     OverflowTier(rocksdb::DB* db, int lock_fd, const OverflowOptions& options, std::shared_ptr<DropCounter> drops)
         : db_(db), lock_fd_(lock_fd), options_(options), drops_(std::move(drops)) {
         write_options_.disableWAL = true;  // a cache: nothing to recover after a crash
+        // Evicted values are mostly read once from disk: caching their blocks
+        // would only churn the block cache (index and filter blocks stay in
+        // the table readers).
+        read_options_.fill_cache = false;
         writer_ = std::thread([this] { write_loop(); });
     }
 
@@ -96,18 +111,19 @@ public:
             return 1;
         }
         queue(key, PendingWrite{false, std::move(encoded)});
-        on_disk_.insert(key_hash(key));
+        versions_.set(key_hash(key), record.cas);
         return 1;
     }
 
     // The key was set or deleted in RAM: an older copy here must not come back.
     uint64_t remove(std::string_view key) override {
-        std::lock_guard<std::mutex> guard(mutex_);
         uint64_t hash = key_hash(key);
-        bool queued = pending_.count(std::string(key)) || inflight_.count(std::string(key));
-        if (!queued && !on_disk_.count(hash)) return 1;
+        std::lock_guard<std::mutex> guard(mutex_);
+        // Every queued or written copy is in versions_ until its removal is
+        // queued: a key not there has nothing to remove.
+        if (!versions_.contains(hash)) return 1;
         queue(key, PendingWrite{true, {}});
-        on_disk_.erase(hash);
+        versions_.erase(hash);
         return 1;
     }
 
@@ -116,7 +132,7 @@ public:
         idle_.wait(lock, [&] { return !writing_; });  // a batch in flight must not land after this
         pending_.clear();
         pending_bytes_ = 0;
-        on_disk_.clear();
+        versions_.clear();
         // Keys are at most 250 bytes: this range covers them all.
         std::string end(251, '\xff');
         db_->DeleteRange(write_options_, db_->DefaultColumnFamily(), rocksdb::Slice(), end);
@@ -124,25 +140,76 @@ public:
     }
 
     bool get(std::string_view key, Record* out) override {
+        auto copy = [out](const RecordView& record) {
+            out->client_flags = record.client_flags;
+            out->exptime = record.exptime;
+            out->cas = record.cas;
+            out->value.assign(record.value);
+        };
+        return read(key, copy);
+    }
+
+    bool read(std::string_view key, RecordVisitor visit) override {
+        uint64_t hash = key_hash(key);
         {
             std::lock_guard<std::mutex> guard(mutex_);
-            std::string owned(key);
+            // Most misses are keys that never left RAM, or whose copy was
+            // removed: no disk read for them.
+            if (!versions_.contains(hash)) return false;
             for (auto* writes : {&pending_, &inflight_}) {
-                auto it = writes->find(owned);
+                auto it = writes->find(key);
                 if (it != writes->end()) {
                     if (it->second.removal) return false;
-                    return decode_record(it->second.encoded, out);
+                    return visit_encoded(it->second.encoded, visit);
                 }
             }
-            // Most misses are keys that never left RAM: no disk read for them.
-            if (!on_disk_.count(key_hash(key))) return false;
         }
-        rocksdb::PinnableSlice stored;  // points into the block cache: no copy
+        rocksdb::PinnableSlice stored;  // the block read from disk, pinned: no copy
         rocksdb::Status status =
-            db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &stored);
+            db_->Get(read_options_, db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), &stored);
         if (!status.ok()) return false;
         disk_reads_.fetch_add(1, std::memory_order_relaxed);
-        return decode_record(std::string_view(stored.data(), stored.size()), out);
+        return visit_encoded(std::string_view(stored.data(), stored.size()), visit);
+    }
+
+    // Answered from memory: the CAS each written copy had when it was queued.
+    bool stored_version(std::string_view key, uint64_t* cas) override {
+        uint64_t hash = key_hash(key);
+        std::lock_guard<std::mutex> guard(mutex_);
+        return versions_.get(hash, cas);
+    }
+
+    // Replication's full sync: every copy the tier holds. Queued copies are
+    // seen first, then the disk copies that are still their key's current
+    // one (not hidden by remove(), not replaced by a newer copy).
+    bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) override {
+        std::vector<std::pair<std::string, std::string>> queued;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            idle_.wait(lock, [&] { return !writing_; });
+            for (const auto& [key, write] : pending_) {
+                if (!write.removal) queued.emplace_back(key, write.encoded);
+            }
+        }
+        Record record;
+        for (const auto& [key, encoded] : queued) {
+            if (decode_record(encoded, &record)) {
+                visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+            }
+        }
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+            std::string_view key(it->key().data(), it->key().size());
+            if (!decode_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
+            {
+                // Only the key's current copy (versions_ names it by CAS).
+                std::lock_guard<std::mutex> guard(mutex_);
+                uint64_t current = 0;
+                if (!versions_.get(key_hash(key), &current) || current != record.cas) continue;
+            }
+            visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        }
+        return it->status().ok();
     }
 
     void wait_durable(uint64_t) override {}
@@ -173,17 +240,26 @@ public:
     }
 
 private:
+    static bool visit_encoded(std::string_view stored, RecordVisitor visit) {
+        RecordView record;
+        if (!decode_record_view(stored, &record)) return false;
+        visit(record);
+        return true;
+    }
+
     void queue(std::string_view key, PendingWrite write) {
-        std::string owned(key);
-        auto it = pending_.find(owned);
+        bool first_of_batch = pending_.empty();
+        auto it = pending_.find(key);
         if (it != pending_.end()) {
-            pending_bytes_ -= it->second.encoded.size() + owned.size();
+            pending_bytes_ -= it->second.encoded.size() + it->first.size();
             it->second = std::move(write);
         } else {
-            it = pending_.emplace(std::move(owned), std::move(write)).first;
+            it = pending_.emplace(std::string(key), std::move(write)).first;
         }
         pending_bytes_ += it->second.encoded.size() + it->first.size();
-        work_.notify_one();
+        // The writer waits for the first write of a batch, then gathers more
+        // for kBatchWindow unless kBatchBytes arrive first: wake it only then.
+        if (first_of_batch || pending_bytes_ >= kBatchBytes) work_.notify_one();
     }
 
     // Writes what was evicted, in batches, off the request path. The batch
@@ -192,7 +268,9 @@ private:
         std::unique_lock<std::mutex> lock(mutex_);
         while (true) {
             work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            work_.wait_for(lock, kBatchWindow, [&] { return stopping_ || pending_bytes_ >= kBatchBytes; });
             if (stopping_) return;
+            if (pending_.empty()) continue;  // remove_all() took them meanwhile
             inflight_.swap(pending_);
             pending_bytes_ = 0;
             room_.notify_all();
@@ -234,18 +312,21 @@ private:
     OverflowOptions options_;
     std::shared_ptr<DropCounter> drops_;
     rocksdb::WriteOptions write_options_;
+    rocksdb::ReadOptions read_options_;
     std::atomic<uint64_t> disk_reads_{0};
 
     std::mutex mutex_;
     std::condition_variable work_;
     std::condition_variable idle_;
     std::condition_variable room_;   // the pending queue has room again
-    std::unordered_map<std::string, PendingWrite> pending_;   // newest first
-    std::unordered_map<std::string, PendingWrite> inflight_;  // being written
+    using PendingWrites = std::unordered_map<std::string, PendingWrite, KeyHash, std::equal_to<>>;
+    PendingWrites pending_;   // newest first
+    PendingWrites inflight_;  // being written
     size_t pending_bytes_ = 0;
-    // Hashes of keys that may have a copy on disk (false positives only cost
-    // a disk read or a needless removal).
-    std::unordered_set<uint64_t> on_disk_;
+    // Keys (by hash) that have a copy queued, being written or on disk, with
+    // its CAS. A key stays here after FIFO compaction drops its copy: that
+    // only costs a disk read that finds nothing.
+    KeyVersions versions_;
     bool writing_ = false;
     bool stopping_ = false;
     uint64_t items_written_ = 0;
@@ -295,6 +376,9 @@ std::unique_ptr<Backend> open_overflow_tier(const OverflowOptions& options, std:
     rocksdb::BlockBasedTableOptions table;
     // Bloom filters: a lookup skips the table files that cannot hold the key.
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    // Values are items' bytes, often compressed by clients already; trying
+    // again on every flush and compaction costs CPU for little.
+    db_options.compression = rocksdb::kNoCompression;
     table.block_cache = rocksdb::NewLRUCache(8u << 20);
     db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     auto drops = std::make_shared<DropCounter>();

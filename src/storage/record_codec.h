@@ -39,6 +39,16 @@ inline bool decode_record(std::string_view stored, Record* out) {
     return true;
 }
 
+// The same, without copying the value: `out->value` points into `stored`.
+inline bool decode_record_view(std::string_view stored, RecordView* out) {
+    if (stored.size() < kRecordHeaderSize) return false;
+    std::memcpy(&out->client_flags, stored.data(), 4);
+    std::memcpy(&out->exptime, stored.data() + 4, 4);
+    std::memcpy(&out->cas, stored.data() + 8, 8);
+    out->value = stored.substr(kRecordHeaderSize);
+    return true;
+}
+
 // The exptime of an encoded record, without decoding the rest.
 inline uint32_t record_exptime(std::string_view stored) {
     uint32_t exptime = 0;

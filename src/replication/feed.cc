@@ -1,0 +1,232 @@
+#include "replication/feed.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "replication/auth.h"
+
+namespace memkeep::replication {
+
+namespace {
+constexpr size_t kBatchBytes = 256 * 1024;
+
+int64_t monotonic_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
+// After sending a batch, a feed lets writes gather this long before it reads
+// the log again (unless --repl-sync waits on it): under load one wake-up and
+// one send carry a millisecond of writes instead of one write each, which is
+// most of what replication costs the node (measured: docs/BENCHMARKS.md).
+// An idle feed sleeps until a write wakes it, so a lone write goes at once.
+constexpr auto kGatherInterval = std::chrono::microseconds(1000);
+}  // namespace
+
+Feed::Feed(Node& node, int fd, std::string address)
+    : node_(node), channel_(std::make_unique<Channel>(fd, node.options.timeout_seconds)), address_(std::move(address)) {
+    channel_->count_into(&node.counters.bytes_sent, &node.counters.bytes_received);
+}
+
+Feed::~Feed() {
+    stop();
+    if (writer_.joinable()) writer_.join();
+    if (reader_.joinable()) reader_.join();
+}
+
+void Feed::start() {
+    writer_ = std::thread([this] { run(); });
+}
+
+void Feed::stop() {
+    stopping_.store(true);
+    channel_->shut_down();
+    node_.log.wake_all();
+}
+
+bool Feed::handshake(Welcome* welcome) {
+    const ReplicationOptions& options = node_.options;
+    Hello hello;
+    hello.node_id = node_.node_id;
+    hello.run_id = node_.run_id;
+    hello.secret_required = !options.secret.empty();
+    hello.nonce = make_nonce();
+    if (!channel_->send_frame(FrameType::kHello, encode_hello(hello))) return false;
+
+    FrameType type;
+    std::string payload;
+    if (!channel_->receive(&type, &payload)) return false;
+    auto refuse = [&](const std::string& reason) {
+        channel_->send_frame(FrameType::kRefuse, reason);
+        node_.counters.links_refused.fetch_add(1);
+        // Named by host only: the retries come from new ports.
+        std::string line = fmt::format("replication: refused a node at {}: {}", address_.substr(0, address_.rfind(':')), reason);
+        if (node_.feed_log_filter.first_time(line)) node_.log_line(line);
+        return false;
+    };
+    // The other side refused us (it logs why).
+    if (type == FrameType::kRefuse) return false;
+    Join join;
+    if (type != FrameType::kJoin || !decode_join(payload, &join)) return refuse("not a memkeep replication handshake");
+    if (join.version != kProtocolVersion) {
+        return refuse(fmt::format("incompatible replication protocol version {} (this node speaks {})", join.version,
+                                  kProtocolVersion));
+    }
+    if (join.node_id == node_.node_id) return refuse("a node cannot replicate from itself");
+    if (!options.secret.empty() && !proof_matches(options.secret, "join", hello.nonce, join.proof)) {
+        node_.counters.auth_failures.fetch_add(1);
+        return refuse("authentication failed (wrong or missing --repl-secret-file)");
+    }
+    peer_node_id_.store(join.node_id);
+    role_.store(join.role);
+
+    // Partial sync when the other node continues this run of ours and the
+    // log still holds where it stopped; otherwise a full sync from now.
+    welcome->run_id = node_.run_id;
+    uint64_t start = node_.log.start(), end = node_.log.end();
+    if (join.resume_run_id == node_.run_id && join.resume_offset >= start && join.resume_offset <= end) {
+        welcome->mode = SyncMode::kContinue;
+        welcome->offset = join.resume_offset;
+    } else {
+        welcome->mode = SyncMode::kFull;
+        welcome->offset = end;
+    }
+    welcome->proof = prove(options.secret, "welcome", join.nonce);
+    return channel_->send_frame(FrameType::kWelcome, encode_welcome(*welcome));
+}
+
+bool Feed::send_snapshot() {
+    if (!channel_->send_frame(FrameType::kSnapshotBegin, {})) return false;
+    std::string batch;
+    bool ok = true;
+    auto flush = [&] {
+        if (batch.empty() || !ok) return;
+        ok = channel_->send_frame(FrameType::kSnapshotRecords, batch);
+        batch.clear();
+    };
+    uint64_t records = 0;
+    node_.engine.snapshot([&](const engine::Mutation& mutation) {
+        if (!ok || stopping_.load()) {
+            ok = false;
+            return;
+        }
+        encode_mutation(mutation, batch);
+        ++records;
+        if (batch.size() >= kBatchBytes) flush();
+    });
+    flush();
+    node_.counters.records_sent.fetch_add(records);
+    return ok;
+}
+
+bool Feed::stream_from(uint64_t offset) {
+    streaming_.store(true);
+    std::string entries, payload;
+    uint64_t peer = peer_node_id_.load();
+    bool to_peer = role_.load() == Role::kPeer;
+    while (!stopping_.load()) {
+        entries.clear();
+        uint64_t next = offset;
+        switch (node_.log.read(offset, kBatchBytes, &entries, &next)) {
+            case ReplicationLog::ReadResult::kLost:
+                node_.log_line(fmt::format(
+                    "replication: {} fell behind the backlog (--repl-backlog); it will reconnect for a full sync",
+                    address_));
+                return false;
+            case ReplicationLog::ReadResult::kNothing: {
+                if (!node_.log.wait_beyond(offset, kKeepaliveInterval)) {
+                    std::string ping;
+                    put_u64(ping, offset);
+                    if (!channel_->send_frame(FrameType::kPing, ping)) return false;
+                }
+                continue;
+            }
+            case ReplicationLog::ReadResult::kOk: break;
+        }
+        // RECORDS: the offset the batch ends at, then its entries (a peer
+        // does not get back the mutations it sent us).
+        payload.clear();
+        put_u64(payload, next);
+        uint64_t records = 0;
+        for (size_t position = 0; position < entries.size();) {
+            uint32_t length;
+            std::memcpy(&length, entries.data() + position, 4);
+            size_t size = 4 + length;
+            if (!to_peer || mutation_origin(entries.data() + position) != peer) {
+                payload.append(entries, position, size);
+                ++records;
+            }
+            position += size;
+        }
+        // Nothing left after filtering (all of it came from that peer): no
+        // frame; the next RECORDS or PING carries the offset past it.
+        if (records > 0 && !channel_->send_frame(FrameType::kRecords, payload)) return false;
+        node_.counters.records_sent.fetch_add(records);
+        offset = next;
+        if (!node_.options.sync_count && entries.size() < kBatchBytes) std::this_thread::sleep_for(kGatherInterval);
+    }
+    return false;
+}
+
+void Feed::read_acks() {
+    FrameType type;
+    std::string payload;
+    while (!stopping_.load() && channel_->receive(&type, &payload)) {
+        Reader reader(payload);
+        uint64_t offset = reader.u64();
+        if (type != FrameType::kAck || reader.failed()) {
+            node_.log_line(fmt::format("replication: unexpected frame from {}; dropping the connection", address_));
+            break;
+        }
+        {
+            std::lock_guard<std::mutex> guard(node_.acks_mutex);
+            acked_.store(offset);
+        }
+        last_ack_ms_.store(monotonic_ms());
+        node_.acks_changed.notify_all();
+    }
+    // The writer notices through the shut socket (or its next keepalive).
+    stopping_.store(true);
+    channel_->shut_down();
+    node_.log.wake_all();
+}
+
+int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.load(); }
+
+void Feed::run() {
+    Welcome welcome;
+    if (handshake(&welcome)) {
+        acked_.store(welcome.offset);
+        last_ack_ms_.store(monotonic_ms());
+        reader_ = std::thread([this] { read_acks(); });
+        bool full = welcome.mode == SyncMode::kFull;
+        (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
+        node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",
+                                   address_, role_.load() == Role::kPeer ? "peer" : "replica", peer_node_id_.load(),
+                                   welcome.offset));
+        bool ok = !full || send_snapshot();
+        if (ok && full && !channel_->send_frame(FrameType::kSnapshotEnd, [&] {
+                std::string offset;
+                put_u64(offset, welcome.offset);
+                return offset;
+            }())) {
+            ok = false;
+        }
+        if (ok) stream_from(welcome.offset);
+        if (!stopping_.load() && !channel_->error().empty()) {
+            node_.log_line(fmt::format("replication: feed to {} closed: {}", address_, channel_->error()));
+        }
+    }
+    streaming_.store(false);
+    stopping_.store(true);
+    channel_->shut_down();
+    if (reader_.joinable()) reader_.join();
+    {
+        std::lock_guard<std::mutex> guard(node_.acks_mutex);
+        finished_.store(true);
+    }
+    node_.acks_changed.notify_all();
+}
+
+}  // namespace memkeep::replication

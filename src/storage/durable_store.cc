@@ -406,9 +406,14 @@ private:
     void flush_memtable_if_log_is_long(std::unique_lock<std::mutex>& lock) {
         lock.unlock();
         uint64_t memtable_bytes = 0;
+        uint64_t waiting_memtables = 0;
         db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeActiveMemTable, &memtable_bytes);
+        db_->GetIntProperty(rocksdb::DB::Properties::kNumImmutableMemTable, &waiting_memtables);
         rocksdb::Status status;
-        if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= kWalToMemtableBeforeFlush * memtable_bytes) {
+        // Not while the last one is still being flushed: a second switch
+        // would stall writes until that flush is done.
+        if (waiting_memtables == 0 &&
+            wal_since_switch_->bytes.load(std::memory_order_relaxed) >= kWalToMemtableBeforeFlush * memtable_bytes) {
             rocksdb::FlushOptions flush;
             flush.wait = false;
             flush.allow_write_stall = true;

@@ -27,6 +27,15 @@ system that caused it, not to the next one; that work is also counted in the
 "server CPU µs per op" figure. Ratios are taken within a round, then the
 median over rounds is reported.
 
+--paired (exactly two systems, e.g. durable-everysec,redis-everysec) runs the
+two at the same moment instead, as bench/run.py does with memcached: both
+servers on CPU 0, both load generators on CPU 1, started together, so
+whatever else the machine does during a round hits both alike; a server that
+needs less CPU per request gets more done with its share of CPU 0. Ratios
+are still taken within a round. On a machine shared with other work this is
+the figure to trust; the default (one at a time) is what gives each system's
+absolute figures alone.
+
 Every process started here is stopped by its PID at the end, also on Ctrl-C,
 SIGTERM or an error. All traffic goes to 127.0.0.1. Data dirs live under the
 run's results dir (bench/results/, gitignored) and are deleted at the end
@@ -35,6 +44,7 @@ unless --keep-data.
 Usage:
   bench/durable.py                                  # about 6 minutes
   bench/durable.py --rounds 5 --duration 3 --value-sizes 100 --pipelines 16
+  bench/durable.py --paired --systems durable-everysec,redis-everysec --workloads set --rounds 5
 """
 
 import argparse
@@ -46,6 +56,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +302,29 @@ def measure(server, kvload_binary, args, outdir, *, workload, value_size, pipeli
     return fig
 
 
+def measure_together(servers, kvload_binary, args, outdir, **kwargs):
+    """--paired: measure() of every server at the same moment, one thread each
+    (each thread starts its kvload, waits for it, then for its server to go
+    idle); the figures come back in the order of `servers`."""
+    figs = [None] * len(servers)
+    failures = []
+
+    def run(i, server):
+        try:
+            figs[i] = measure(server, kvload_binary, args, outdir, **kwargs)
+        except Exception as e:  # reported below, in the main thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(i, server)) for i, server in enumerate(servers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return figs
+
+
 def problems(fig, workload):
     out = []
     if fig.get("errors") or fig.get("broken_connections") or fig.get("outstanding_at_end"):
@@ -399,7 +433,10 @@ def render_report(results):
         f"`-m {a['memory_mb']} -t {a['memkeep_threads']} -c 4096`; redis: {results['redis_version']}, "
         "`--appendonly yes --appendfsync <mode> --save \"\"`",
         f"- kvload: {a['connections']} connections, keys `kv:` + 9 digits (12 bytes), {a['keys']:,} keys "
-        f"(all set once before the rounds), uniform random; {a['rounds']} interleaved rounds, each run "
+        f"(all set once before the rounds), uniform random; {a['rounds']} "
+        + ("rounds with the two systems run at the same moment (--paired), " if a.get("paired")
+           else "interleaved rounds, ")
+        + f"each run "
         f"{a['warmup']} s uncounted + {a['duration']} s counted",
         f"- pinning: servers on CPU {a['server_cpus'] or 'any'}, kvload on CPU {a['client_cpus'] or 'any'}",
         f"- load average before / after: {results['loadavg_before']} / {results.get('loadavg_after', '?')}; "
@@ -519,6 +556,8 @@ def parse_args(argv):
     p.add_argument("--layout", choices=("shared", "none"), default="shared")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
+    p.add_argument("--paired", action="store_true",
+                   help="run the two --systems at the same moment (servers sharing CPU 0) instead of one at a time")
     p.add_argument("--keep-data", action="store_true", help="keep the data dirs (they can reach GBs)")
     p.add_argument("--out", help="results directory (default bench/results/<timestamp>-durable)")
     args = p.parse_args(argv)
@@ -534,6 +573,8 @@ def parse_args(argv):
     for w in args.workloads:
         if w not in ("set", "get"):
             p.error(f"unknown workload {w}")
+    if args.paired and len(args.systems) != 2:
+        p.error("--paired needs exactly two --systems")
     if args.rounds < 1 or not (0.5 <= args.duration <= 600) or not (0 <= args.warmup <= 60):
         p.error("need --rounds >= 1, 0.5 <= --duration <= 600, 0 <= --warmup <= 60")
     if not args.value_sizes or not args.pipelines or min(args.value_sizes + args.pipelines) < 1:
@@ -605,9 +646,14 @@ def main(argv):
                     for pipeline in args.pipelines:
                         for workload in args.workloads:
                             line = []
-                            for server in order:
-                                fig = measure(server, kvload_binary, args, outdir, workload=workload,
-                                              value_size=value_size, pipeline=pipeline, round_index=r)
+                            if args.paired:
+                                figs = measure_together(order, kvload_binary, args, outdir, workload=workload,
+                                                        value_size=value_size, pipeline=pipeline, round_index=r)
+                            else:
+                                figs = [measure(server, kvload_binary, args, outdir, workload=workload,
+                                                value_size=value_size, pipeline=pipeline, round_index=r)
+                                        for server in order]
+                            for server, fig in zip(order, figs):
                                 cells[pipeline]["runs"].append(fig)
                                 line.append(f"{server.label} {fig['ops_per_s']:,.0f}"
                                             + (" ⚠" if fig["problems"] else ""))

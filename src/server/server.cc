@@ -45,6 +45,7 @@ bool Server::open_storage(std::string* error) {
         options.fsync = config_.fsync == "always"  ? storage::FsyncPolicy::kAlways
                         : config_.fsync == "no"    ? storage::FsyncPolicy::kNever
                                                    : storage::FsyncPolicy::kEverySecond;
+        options.memory_limit = config_.memory_limit_bytes();
         backend_ = storage::open_durable_store(options, error);
         if (!backend_) return false;
     } else if (config_.storage == "overflow") {

@@ -12,6 +12,7 @@ namespace memkeep::storage {
 struct DurableOptions {
     std::string data_dir;
     FsyncPolicy fsync = FsyncPolicy::kEverySecond;
+    size_t memory_limit = 0;  // -m: RocksDB's memtables are sized from it
 };
 
 // Opens the store in `data_dir`, creating the directory and an empty store

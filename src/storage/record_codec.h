@@ -13,12 +13,20 @@ namespace memkeep::storage {
 
 inline constexpr size_t kRecordHeaderSize = 16;
 
-inline std::string encode_record(const RecordView& record) {
-    std::string out(kRecordHeaderSize, '\0');
-    std::memcpy(out.data(), &record.client_flags, 4);
-    std::memcpy(out.data() + 4, &record.exptime, 4);
-    std::memcpy(out.data() + 8, &record.cas, 8);
+// Appends the encoded record to `out`.
+inline void append_record(std::string& out, const RecordView& record) {
+    char header[kRecordHeaderSize];
+    std::memcpy(header, &record.client_flags, 4);
+    std::memcpy(header + 4, &record.exptime, 4);
+    std::memcpy(header + 8, &record.cas, 8);
+    out.append(header, kRecordHeaderSize);
     out.append(record.value);
+}
+
+inline std::string encode_record(const RecordView& record) {
+    std::string out;
+    out.reserve(kRecordHeaderSize + record.value.size());
+    append_record(out, record);
     return out;
 }
 

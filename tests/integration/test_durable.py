@@ -232,6 +232,54 @@ def test_flush_all_survives_sigkill(server_factory, tmp_path):
         assert get_value(c, b"after") == (0, b"3")
 
 
+@pytest.mark.parametrize("restart", ["sigkill", "clean"])
+def test_keys_set_again_after_flush_all_survive(server_factory, tmp_path, restart):
+    # The store updates a key's newest entry in place when the new value is
+    # no larger; an entry written before flush_all must not take the new value
+    # (the flush's range deletion would hide it).
+    data_dir = tmp_path / "data"
+    server = start(server_factory, data_dir, "everysec")
+    with server.connect() as c:
+        for round_ in range(3):
+            for i in range(50):
+                set_value(c, b"k%d" % i, b"before-%d-%d-padding" % (round_, i))
+            c.assert_reply(b"flush_all\r\n", b"OK\r\n")
+            for i in range(0, 50, 2):
+                set_value(c, b"k%d" % i, b"after-%d-%d" % (round_, i))
+    if restart == "sigkill":
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(10)
+    else:
+        assert server.stop() == 0
+    restarted = start(server_factory, data_dir)
+    with restarted.connect() as c:
+        for i in range(50):
+            expected = (0, b"after-2-%d" % i) if i % 2 == 0 else None
+            assert get_value(c, b"k%d" % i) == expected, i
+
+
+def test_overwrites_of_any_size_survive_sigkill(server_factory, tmp_path):
+    data_dir = tmp_path / "data"
+    server = start(server_factory, data_dir, "no")
+    sizes = [100, 10, 100, 1000, 0, 5, 5, 4096, 1]
+    with server.connect() as c:
+        for key in range(20):
+            for size in sizes:
+                set_value(c, b"key%d" % key, (b"%d-" % key * size)[:size])
+            if key % 4 == 0:
+                c.assert_reply(b"delete key%d\r\n" % key, b"DELETED\r\n")
+            if key % 4 == 1:
+                c.assert_reply(b"delete key%d\r\n" % key, b"DELETED\r\n")
+                set_value(c, b"key%d" % key, b"again")
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait(10)
+    restarted = start(server_factory, data_dir)
+    with restarted.connect() as c:
+        for key in range(20):
+            expected = {0: None, 1: (0, b"again")}.get(key % 4, (0, (b"%d-" % key * 1)[:1]))
+            assert get_value(c, b"key%d" % key) == expected, key
+
+
 def test_delayed_flush_all_applies_after_a_restart(server_factory, tmp_path):
     data_dir = tmp_path / "data"
     server = start(server_factory, data_dir, "always")

@@ -214,3 +214,54 @@ def test_garbage_from_an_upstream_drops_the_link_which_retries(server_factory, f
     with node.connect() as c:
         c.assert_reply(b"get anything\r\n", b"END\r\n")
     client_works(node)
+
+
+# --------------------------------------------------------------------------
+# Full sync from each storage mode: the snapshot must carry what lives only
+# on disk (durable store, overflow tier), not only what RAM holds.
+
+
+def _fill(node, count, size):
+    value = b"v" * size
+    with node.connect() as c:
+        for i in range(count):
+            c.assert_reply(b"set big%d %d 0 %d\r\n%s\r\n" % (i, i, size, value), b"STORED\r\n")
+
+
+def _all_there(node, count, size):
+    with node.connect() as c:
+        for i in range(count):
+            c.send(b"get big%d\r\n" % i)
+            header = c.read_line()
+            if header != b"VALUE big%d %d %d\r\n" % (i, i, size):
+                return False
+            c.read_exact(size + 2)
+            if c.read_line() != b"END\r\n":
+                return False
+    return True
+
+
+@pytest.mark.parametrize("storage", ["overflow", "durable"])
+def test_a_replica_joining_later_gets_what_only_the_disk_holds(server_factory, tmp_path, storage):
+    # 40 MB of values into 8 MB of RAM: most items live only on disk.
+    count, size = 4000, 10000
+    flags = ["-m", "8", "--storage", storage, "--data-dir", str(tmp_path / "a")]
+    if storage == "overflow":
+        flags += ["--disk-limit", "256m"]
+    primary = start_node(server_factory, name="A", extra=flags)
+    _fill(primary, count, size)
+    replica = start_node(server_factory, name="R", repl_port=0, replica_of=primary, extra=["-m", "128"])
+    wait_until(lambda: replica.stat("repl_link_0_state") == "streaming", message="the replica streaming",
+               nodes=(primary, replica))
+    assert replica.counter("repl_full_syncs") == 1
+    assert _all_there(replica, count, size)
+    # And it keeps following.
+    with primary.connect() as c:
+        c.assert_reply(b"set after 0 0 1\r\nx\r\n", b"STORED\r\n")
+    def has_after():
+        with replica.connect() as c:
+            c.send(b"get after\r\n")
+            line = c.read_line()
+            return line == b"VALUE after 0 1\r\n" and c.read_line() == b"x\r\n" and c.read_line() == b"END\r\n"
+
+    wait_until(has_after, message="a write after the full sync", nodes=(primary, replica))

@@ -398,12 +398,19 @@ def test_killed_node_catches_up_after_restart(server_factory, tmp_path, variant)
 # 4. links cut and restored through relays; both keep serving, then converge
 
 
-def test_cut_links_then_restore_converges(server_factory, relays):
+def pair_through_relays(server_factory, relays):
+    """Peers A and B whose links both go through relays the test controls:
+    returns (a, b, relay to B, relay to A), links streaming."""
     ra, rb = free_ports(2)
     to_b, to_a = relays(rb), relays(ra)
     a = start_node(server_factory, "A", repl_port=ra, peers=[f"{HOST}:{to_b.port}"])
     b = start_node(server_factory, "B", repl_port=rb, peers=[f"{HOST}:{to_a.port}"])
     wait_streaming([a, b])
+    return a, b, to_b, to_a
+
+
+def test_cut_links_then_restore_converges(server_factory, relays):
+    a, b, to_b, to_a = pair_through_relays(server_factory, relays)
     with a.connect() as ca, b.connect() as cb:
         set_ok(ca, b"pre", b"before the cut")
         set_ok(ca, b"doomed", b"deleted during the cut")
@@ -448,11 +455,7 @@ def test_cut_links_then_restore_converges(server_factory, relays):
 
 
 def test_flush_all_during_a_partition_removes_only_older_items(server_factory, relays):
-    ra, rb = free_ports(2)
-    to_b, to_a = relays(rb), relays(ra)
-    a = start_node(server_factory, "A", repl_port=ra, peers=[f"{HOST}:{to_b.port}"])
-    b = start_node(server_factory, "B", repl_port=rb, peers=[f"{HOST}:{to_a.port}"])
-    wait_streaming([a, b])
+    a, b, to_b, to_a = pair_through_relays(server_factory, relays)
     with a.connect() as ca, b.connect() as cb:
         set_ok(ca, b"old-a", b"before the flush")
         set_ok(cb, b"old-b", b"before the flush")

@@ -142,35 +142,47 @@ void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
     publish_item(item, durability);
 }
 
+namespace {
+// The mutation that says "the key now holds this item version" (`exptime`
+// passed apart: a snapshot reads it under the shard lock).
+Mutation set_mutation(const Item& item, uint32_t exptime, uint16_t origin_tag, uint64_t origin) {
+    Mutation mutation;
+    mutation.kind = MutationKind::kSet;
+    mutation.origin = origin;
+    mutation.origin_tag = origin_tag;
+    mutation.version = item.cas;
+    mutation.client_flags = item.client_flags;
+    mutation.exptime = exptime;
+    mutation.item_state = item.state & (kItemStale | kItemKeyBinary);
+    mutation.key = item.key();
+    mutation.value = item.value();
+    return mutation;
+}
+
+Mutation delete_mutation(std::string_view key, Stamp stamp, uint64_t origin) {
+    Mutation mutation;
+    mutation.kind = MutationKind::kDelete;
+    mutation.origin = origin;
+    mutation.origin_tag = stamp.origin_tag;
+    mutation.version = stamp.version;
+    mutation.key = key;
+    return mutation;
+}
+}  // namespace
+
 void Engine::publish_item(Item& item, DurabilityWait& durability, uint64_t origin) {
     if (!replicating()) return;
     if (origin == 0) {
         item.origin_tag = own_tag_;
         origin = sink_->node_id();
     }
-    Mutation mutation;
-    mutation.kind = MutationKind::kSet;
-    mutation.origin = origin;
-    mutation.origin_tag = item.origin_tag;
-    mutation.version = item.cas;
-    mutation.client_flags = item.client_flags;
-    mutation.exptime = item.exptime;
-    mutation.item_state = item.state & (kItemStale | kItemKeyBinary);
-    mutation.key = item.key();
-    mutation.value = item.value();
-    durability.add_replication(sink_->publish(mutation));
+    durability.add_replication(sink_->publish(set_mutation(item, item.exptime, item.origin_tag, origin)));
 }
 
 void Engine::publish_removal(std::string_view key, Stamp stamp, DurabilityWait& durability, uint64_t origin) {
     if (!replicating()) return;
     tombstones_.record(key, stamp);
-    Mutation mutation;
-    mutation.kind = MutationKind::kDelete;
-    mutation.origin = origin != 0 ? origin : sink_->node_id();
-    mutation.origin_tag = stamp.origin_tag;
-    mutation.version = stamp.version;
-    mutation.key = key;
-    durability.add_replication(sink_->publish(mutation));
+    durability.add_replication(sink_->publish(delete_mutation(key, stamp, origin != 0 ? origin : sink_->node_id())));
 }
 
 uint64_t Engine::persist_removal(std::string_view key) {
@@ -885,30 +897,14 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
     } else {
         cache_.for_each_item([&](Cache::ItemSnapshot&& snapshot) {
             if (is_expired(snapshot.exptime, now)) return;
-            Mutation item;
-            item.kind = MutationKind::kSet;
-            item.origin_tag = snapshot.origin_tag;
-            item.version = snapshot.item->cas;
-            item.client_flags = snapshot.item->client_flags;
-            item.exptime = snapshot.exptime;
-            item.item_state = snapshot.item->state & (kItemStale | kItemKeyBinary);
-            item.key = snapshot.item->key();
-            item.value = snapshot.item->value();
-            visit(item);
+            visit(set_mutation(*snapshot.item, snapshot.exptime, snapshot.origin_tag, 0));
         });
         // Items evicted to disk (older copies of keys in RAM lose on the other side).
         if (overflow()) backend_->scan(visit_record);
     }
     std::vector<std::pair<std::string, Stamp>> deleted;
     tombstones_.for_each([&](std::string_view key, Stamp stamp) { deleted.emplace_back(key, stamp); });
-    for (const auto& [key, stamp] : deleted) {
-        Mutation removal;
-        removal.kind = MutationKind::kDelete;
-        removal.version = stamp.version;
-        removal.origin_tag = stamp.origin_tag;
-        removal.key = key;
-        visit(removal);
-    }
+    for (const auto& [key, stamp] : deleted) visit(delete_mutation(key, stamp, 0));
 }
 
 void Engine::clear_all() {

@@ -14,10 +14,6 @@ namespace memkeep::replication {
 namespace {
 constexpr size_t kBatchBytes = 256 * 1024;
 
-int64_t monotonic_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
 // After sending a batch, a feed lets writes gather this long before it reads
 // the log again (unless --repl-sync waits on it): under load one wake-up and

@@ -16,10 +16,6 @@ constexpr int kConnectTimeoutMs = 2000;
 constexpr int kFirstBackoffMs = 100;
 constexpr int kMaxBackoffMs = 2000;
 
-int64_t monotonic_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 }  // namespace
 
 Link::Link(Node& node, Endpoint upstream, Role role) : node_(node), upstream_(std::move(upstream)), role_(role) {
@@ -81,9 +77,7 @@ void Link::set_state(State state, const std::string& why) {
     if (why.empty() || stopping_.load()) return;
     // One line per change, not one per retry.
     std::string line = fmt::format("replication: link to {}: {}", upstream_.text(), why);
-    if (line == last_logged_) return;
-    last_logged_ = line;
-    node_.log_line(line);
+    if (log_filter_.first_time(line)) node_.log_line(line);
 }
 
 bool Link::apply_records(std::string_view entries) {

@@ -66,7 +66,7 @@ private:
     std::atomic<uint64_t> applied_offset_{0};
     std::atomic<int64_t> last_receive_ms_{-1};
     engine::OpStats apply_stats_;
-    std::string last_logged_;
+    RepeatFilter log_filter_;   // one line per change of state, not one per retry
 };
 
 }  // namespace memkeep::replication

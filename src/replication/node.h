@@ -4,6 +4,7 @@
 // Feed and Link hold a reference.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -43,6 +44,12 @@ struct ReplicationCounters {
         full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0},
         sync_timeouts{0};
 };
+
+// Milliseconds of a monotonic clock (keepalives, lag, last-receive times).
+inline int64_t monotonic_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 // Logs a line unless it repeats the previous one: a misconfigured node that
 // retries every two seconds is reported once, not every time.

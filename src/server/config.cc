@@ -277,7 +277,7 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     if ((!config->replica_of.empty() || !config->repl_peers.empty()) && config->disable_cas) {
         return reject("-C/--disable-cas: replication orders writes by their CAS versions; do not use -C with it");
     }
-    if (!config->repl_peers.empty() && config->repl_port == 0) config->repl_port = 11212;
+    if (!config->repl_peers.empty() && config->repl_port == 0) config->repl_port = replication::kDefaultReplicationPort;
     if (!secret_file.empty()) {
         std::ifstream in(secret_file, std::ios::binary);
         if (!in) return reject("--repl-secret-file: cannot read " + secret_file);

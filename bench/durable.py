@@ -52,7 +52,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -166,17 +165,8 @@ def start_server(label, value_size, args, memkeep_binary, outdir):
     log_path = outdir / f"server-{label}-{value_size}.log"
     proc = PROCESSES.start_logged(common.pinned(cmd, args.server_cpus), log_path)
     server = Server(label, protocol, port, proc, cmd, data_dir, log_path)
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{label} exited early ({proc.returncode}): {' '.join(cmd)}\n"
-                               f"{log_path.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{label} did not listen within 15 s: {' '.join(cmd)}")
+    common.wait_listening(label, proc, port, cmd, log_path, timeout=15.0)
+    return server
 
 
 def redis_info(port, section="persistence"):
@@ -596,9 +586,7 @@ def footprint_row(server, value_size):
 
 def main(argv):
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, common._exit_on_signal)
-    signal.signal(signal.SIGHUP, common._exit_on_signal)
+    common.handle_stop_signals()
     if args.layout == "shared" and len(os.sched_getaffinity(0)) < 2:
         sys.exit("--layout shared needs two CPUs; use --layout none")
     if any(s.startswith("redis-") for s in args.systems) and not os.access(args.redis, os.X_OK):
@@ -681,13 +669,8 @@ def main(argv):
         for s in summarize(results)]
     (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     report = render_report(results)
-    (outdir / "report.md").write_text(report)
-    print(report)
-    print(f"raw results: {outdir}", file=sys.stderr)
+    common.publish_report(outdir, report)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except KeyboardInterrupt:
-        sys.exit("interrupted; every process this run started has been stopped")
+    common.run_cli(main)

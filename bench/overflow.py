@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -460,9 +459,7 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, common._exit_on_signal)
-    signal.signal(signal.SIGHUP, common._exit_on_signal)
+    common.handle_stop_signals()
     for binary in (args.baseline, args.candidate):
         if not os.access(binary, os.X_OK):
             sys.exit(f"server binary not found or not executable: {binary}")
@@ -514,13 +511,8 @@ def main(argv):
             shutil.rmtree(outdir / "data", ignore_errors=True)
 
     report = render_report(results, args)
-    (outdir / "report.md").write_text(report)
-    print(report)
-    print(f"raw results: {outdir}", file=sys.stderr)
+    common.publish_report(outdir, report)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except KeyboardInterrupt:
-        sys.exit("interrupted; every process this run started has been stopped")
+    common.run_cli(main)

@@ -46,7 +46,6 @@ import argparse
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -550,9 +549,7 @@ def git_dirty():
 
 def main(argv):
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, common._exit_on_signal)
-    signal.signal(signal.SIGHUP, common._exit_on_signal)
+    common.handle_stop_signals()
     if not os.access(args.candidate, os.X_OK):
         sys.exit(f"server binary not found or not executable: {args.candidate}")
     help_text = subprocess.run([args.candidate, "--help"], capture_output=True, text=True, timeout=10).stdout
@@ -591,13 +588,8 @@ def main(argv):
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
     report = render(results, args)
-    (outdir / "report.md").write_text(report)
-    print(report)
-    print(f"raw results: {outdir}", file=sys.stderr)
+    common.publish_report(outdir, report)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except KeyboardInterrupt:
-        sys.exit("interrupted; every process this run started has been stopped")
+    common.run_cli(main)

@@ -147,6 +147,46 @@ def _exit_on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
 
+def handle_stop_signals():
+    """Ctrl-C, SIGTERM and SIGHUP end the run through the normal cleanup
+    (every started process stopped by PID). Explicit, because a shell starts
+    background jobs with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+
+
+def publish_report(outdir, report):
+    """Writes the markdown report next to the raw results and prints it."""
+    (outdir / "report.md").write_text(report)
+    print(report)
+    print(f"raw results: {outdir}", file=sys.stderr)
+
+
+def run_cli(main):
+    """The entry point of every bench script."""
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.exit("interrupted; every process this run started has been stopped")
+
+
+def wait_listening(label, proc, port, cmd, log_path, timeout=10.0):
+    """Returns once `proc` accepts connections on `port`; raises (with the
+    end of its log) if it exits or does not listen within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{label} exited early ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+                               f"{log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{label} did not listen within {timeout:.0f} s: {' '.join(map(str, cmd))}")
+
+
 # --------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------
@@ -183,17 +223,8 @@ def start_server(label, binary, args, cpus, outdir, extra_args=()):
     with open(stderr_path, "wb") as stderr_log:
         proc = PROCESSES.start(pinned(cmd, cpus), stdout=subprocess.DEVNULL, stderr=stderr_log)
     server = Server(label, Path(binary), port, proc, cmd, stderr_path)
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{label} exited early ({proc.returncode}): {' '.join(cmd)}\n"
-                               f"{stderr_path.read_text(errors='replace')}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{label} did not listen within 10 s: {' '.join(cmd)}")
+    wait_listening(label, proc, port, cmd, stderr_path)
+    return server
 
 
 def stop_server(server):
@@ -778,10 +809,7 @@ def git_commit():
 
 def main(argv):
     args = parse_args(argv)
-    # Explicit, because a shell starts background jobs with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+    handle_stop_signals()
 
     candidate_binary = args.baseline if args.calibrate else args.candidate
     if args.calibrate:
@@ -857,13 +885,8 @@ def main(argv):
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
     report = render_report(results, args)
-    (outdir / "report.md").write_text(report)
-    print(report)
-    print(f"raw results: {outdir}", file=sys.stderr)
+    publish_report(outdir, report)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except KeyboardInterrupt:
-        sys.exit("interrupted; every process this run started has been stopped")
+    run_cli(main)

@@ -15,35 +15,10 @@
 #include "protocol/binary_parser.h"
 #include "protocol/output.h"
 #include "protocol/services.h"
+#include "fuzz_support.h"
 
-namespace {
-
-class FakeServices : public memkeep::protocol::ServerServices {
-public:
-    bool collect_stats(std::string_view group, memkeep::protocol::StatLines& out) {
-        if (!group.empty() && group != "settings") return false;
-        out.emplace_back("pid", "1");
-        return true;
-    }
-    void reset_stats() {}
-    void set_verbosity(int) {}
-    void log_request(int, std::string_view) {}
-    bool verbose_requests() const { return false; }
-    // Not marked override, so this compiles whether or not ServerServices has it.
-    std::string admin_backup(std::string_view) { return "CLIENT_ERROR admin commands are not enabled"; }
-};
-
-memkeep::engine::Engine& shared_engine() {
-    static memkeep::engine::Engine engine([] {
-        memkeep::engine::EngineConfig config;
-        config.memory_limit = 4u << 20;   // small, so eviction paths run
-        config.max_item_size = 64u << 10;
-        return config;
-    }());
-    return engine;
-}
-
-}  // namespace
+using memkeep::fuzz::FakeServices;
+using memkeep::fuzz::shared_engine;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The parser alone, on the whole input.

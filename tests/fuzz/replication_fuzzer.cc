@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "replication/backlog.h"
 #include "replication/wire.h"
+#include "fuzz_support.h"
 
 namespace {
 
@@ -34,14 +35,9 @@ private:
     memkeep::replication::ReplicationLog log_{64 << 10};
 };
 
-memkeep::engine::Engine& shared_engine() {
+memkeep::engine::Engine& replicating_engine() {
     static LogSink sink;
-    static memkeep::engine::Engine engine([] {
-        memkeep::engine::EngineConfig config;
-        config.memory_limit = 4u << 20;
-        config.max_item_size = 64u << 10;
-        return config;
-    }());
+    static memkeep::engine::Engine engine(memkeep::fuzz::small_engine_config());
     static bool wired = (engine.set_replication(&sink), true);
     (void)wired;
     return engine;
@@ -84,7 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     memkeep::engine::Mutation mutation;
                     size_t used = decode_mutation(payload, &mutation);
                     if (used == 0) break;
-                    shared_engine().apply(mutation, stats);
+                    replicating_engine().apply(mutation, stats);
                     payload.remove_prefix(used);
                 }
             }

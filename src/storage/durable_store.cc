@@ -140,14 +140,25 @@ public:
     }
 
     uint64_t put(std::string_view key, const RecordView& record) override {
+        char header[kRecordHeaderSize];
+        encode_record_header(record, header);
+        rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
+        rocksdb::Slice record_parts[2] = {rocksdb::Slice(header, kRecordHeaderSize),
+                                          rocksdb::Slice(record.value.data(), record.value.size())};
         std::lock_guard<std::mutex> guard(mutex_);
-        queued_->put(key, record);
+        rocksdb::WriteBatch& batch = queued_->batch;
+        if (!batch.Put(rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(record_parts, 2)).ok()) return 0;
+        queued_->writes.added(QueuedWrites::Kind::kPut, key.size(), kRecordHeaderSize + record.value.size(),
+                              batch.GetDataSize());
         return ++queued_count_;
     }
 
     uint64_t remove(std::string_view key) override {
+        rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
         std::lock_guard<std::mutex> guard(mutex_);
-        queued_->remove(key);
+        rocksdb::WriteBatch& batch = queued_->batch;
+        if (!batch.Delete(rocksdb::SliceParts(key_parts, 2)).ok()) return 0;
+        queued_->writes.added(QueuedWrites::Kind::kRemove, key.size(), 0, batch.GetDataSize());
         return ++queued_count_;
     }
 
@@ -217,10 +228,11 @@ public:
     bool get(std::string_view key, Record* out) override {
         {
             std::lock_guard<std::mutex> guard(mutex_);
-            // The queue holds newer writes than the batch being written.
-            for (const QueuedWrites* writes : {queued_, committing_}) {
-                if (!writes) continue;
-                switch (writes->find(key, out)) {
+            // The queue holds newer writes than the batch being written
+            // (which RocksDB only reads meanwhile).
+            for (Pending* pending : {queued_, committing_}) {
+                if (!pending) continue;
+                switch (pending->writes.find(key, pending->batch.Data(), out)) {
                     case QueuedWrites::Found::kRecord: return true;
                     case QueuedWrites::Found::kRemoved: return false;
                     case QueuedWrites::Found::kNothing: break;
@@ -249,10 +261,13 @@ public:
     }
 
     bool put_meta(std::string_view name, std::string_view value) override {
+        std::string meta_key(1, kMetaPrefix);
+        meta_key.append(name);
         uint64_t ticket;
         {
             std::lock_guard<std::mutex> guard(mutex_);
-            queued_->put_meta(name, value);
+            // Written with the data, not indexed: reads of it go to RocksDB.
+            if (!queued_->batch.Put(meta_key, rocksdb::Slice(value.data(), value.size())).ok()) return false;
             ticket = ++queued_count_;
         }
         wait_durable(ticket);
@@ -320,29 +335,18 @@ private:
     // Writes everything queued as one batch. Called with the lock held and
     // no batch being written; the lock is released while RocksDB writes.
     void commit(std::unique_lock<std::mutex>& lock) {
-        QueuedWrites* writes = queued_;
-        queued_ = writes == &queues_[0] ? &queues_[1] : &queues_[0];
-        committing_ = writes;
+        Pending* pending = queued_;
+        queued_ = pending == &pending_[0] ? &pending_[1] : &pending_[0];
+        committing_ = pending;
         uint64_t target = queued_count_;
         lock.unlock();
 
-        // Only the one thread that set committing_ uses batch_.
-        batch_.Clear();
-        writes->for_each([&](const QueuedWrites::Write& write) {
-            const char prefix = write.kind == QueuedWrites::Kind::kMeta ? kMetaPrefix : kDataPrefix;
-            rocksdb::Slice key_parts[2] = {rocksdb::Slice(&prefix, 1), rocksdb::Slice(write.key.data(), write.key.size())};
-            rocksdb::SliceParts key(key_parts, 2);
-            if (write.kind == QueuedWrites::Kind::kRemove) {
-                batch_.Delete(key);
-            } else {
-                rocksdb::Slice value(write.value.data(), write.value.size());
-                batch_.Put(key, rocksdb::SliceParts(&value, 1));
-            }
-        });
+        // Only the one thread that set committing_ writes its batch.
         rocksdb::WriteOptions options;
         options.sync = fsync_ == FsyncPolicy::kAlways;
-        rocksdb::Status status = batch_.Count() > 0 ? db_->Write(options, &batch_) : rocksdb::Status::OK();
-        size_t batch_bytes = batch_.GetDataSize();
+        rocksdb::Status status =
+            pending->batch.Count() > 0 ? db_->Write(options, &pending->batch) : rocksdb::Status::OK();
+        size_t batch_bytes = pending->batch.GetDataSize();
 
         lock.lock();
         if (!status.ok()) {
@@ -358,7 +362,7 @@ private:
             last_sync_time_ = ::time(nullptr);
         }
         wal_since_switch_->bytes.fetch_add(batch_bytes, std::memory_order_relaxed);
-        writes->clear();
+        pending->clear();
         committing_ = nullptr;
         committed_ = target;
         committed_cv_.notify_all();
@@ -366,7 +370,7 @@ private:
 
     // Writes everything queued so far and waits for it. Called with the lock held.
     void drain(std::unique_lock<std::mutex>& lock) {
-        while (committing_ || !queued_->empty()) {
+        while (committing_ || queued_->batch.Count() > 0) {
             if (committing_) {
                 committed_cv_.wait(lock);
             } else {
@@ -448,10 +452,25 @@ private:
     std::mutex mutex_;
     std::condition_variable committed_cv_;  // a batch was written
     std::condition_variable housekeeping_;  // stopping, or the write-ahead log wants a flush
-    QueuedWrites queues_[2];
-    QueuedWrites* queued_ = &queues_[0];    // where new writes go
-    QueuedWrites* committing_ = nullptr;    // the batch being written, if any
-    rocksdb::WriteBatch batch_;             // used by the thread writing `committing_`
+    // Writes not in RocksDB yet: appended to a batch as they come, and the
+    // batch is written as it is.
+    struct Pending {
+        rocksdb::WriteBatch batch;
+        QueuedWrites writes;  // where each write sits in `batch`, for reads
+        void clear() {
+            // Keep the memory of a usual batch; give back what a huge one took.
+            if (batch.GetDataSize() > kKeptBatchBytes) {
+                batch = rocksdb::WriteBatch();
+            } else {
+                batch.Clear();
+            }
+            writes.clear();
+        }
+    };
+    static constexpr size_t kKeptBatchBytes = 64u << 20;
+    Pending pending_[2];
+    Pending* queued_ = &pending_[0];     // where new writes go
+    Pending* committing_ = nullptr;      // the batch being written, if any
     uint64_t queued_count_ = 0;   // tickets handed out
     uint64_t committed_ = 0;      // tickets written
     bool stopping_ = false;

@@ -45,6 +45,11 @@ Usage:
   bench/durable.py                                  # about 6 minutes
   bench/durable.py --rounds 5 --duration 3 --value-sizes 100 --pipelines 16
   bench/durable.py --paired --systems durable-everysec,redis-everysec --workloads set --rounds 5
+  # a change against the build before it, both at the same moment:
+  bench/durable.py --paired --memkeep-b OLD/memkeep --systems durable-everysec,durable-everysec@b --workloads set
+
+A memkeep system name with the suffix @b (durable-everysec@b, memory@b) runs
+the binary given by --memkeep-b instead of --memkeep.
 """
 
 import argparse
@@ -135,7 +140,13 @@ class Server:
     stats_before: dict = field(default_factory=dict)
 
 
+def system_mode(label):
+    """The system's mode without the @b binary suffix."""
+    return label.split("@", 1)[0]
+
+
 def server_command(label, port, data_dir, args, memkeep_binary):
+    label = system_mode(label)
     if label.startswith("redis-"):
         fsync = label.split("-", 1)[1]
         return "redis", [args.redis, "--port", str(port), "--bind", HOST, "--protected-mode", "no",
@@ -152,11 +163,12 @@ def server_command(label, port, data_dir, args, memkeep_binary):
     return "memcached", cmd
 
 
-def start_server(label, value_size, args, memkeep_binary, outdir):
+def start_server(label, value_size, args, memkeep_binaries, outdir):
+    memkeep_binary = memkeep_binaries[1 if label.endswith("@b") else 0]
     port = common.free_port()
     data_dir = outdir / "data" / f"{label}-{value_size}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    if label == "memory":
+    if system_mode(label) == "memory":
         data_dir.rmdir()
         data_dir = None
     elif label.startswith("durable-"):
@@ -404,6 +416,9 @@ def summarize(results):
         s["get_ratio_always"] = ratio_stats(runs, "get", "durable-always", "memory", rounds)
         s["get_ratio_no"] = ratio_stats(runs, "get", "durable-no", "memory", rounds)
         s["set_vs_memory"] = ratio_stats(runs, "set", "durable-everysec", "memory", rounds)
+        if results["args"].get("paired"):
+            first, second = results["systems"]
+            s["paired_ratio"] = {w: ratio_stats(runs, w, first, second, rounds) for w in results["args"]["workloads"]}
         out.append(s)
     return out
 
@@ -466,6 +481,13 @@ def render_report(results):
         "(the other system's server CPU µs per op ÷ this one's, median over rounds; below 1 means more CPU per op).",
         "",
     ]
+    if a.get("paired"):
+        first, second = systems
+        lines += [f"### Paired: {first} ÷ {second}", "", "| values, pipeline | workload | ratio |", "|---|---|---:|"]
+        for s in summary:
+            for workload in a["workloads"]:
+                lines.append(f"| {cell_name(s)} | {workload} | {ratio_cell(s['paired_ratio'].get(workload))} |")
+        lines.append("")
     for workload in a["workloads"]:
         lines += [
             f"### {workload}: latency p50 / p99 µs and server CPU µs per op (medians over rounds)",
@@ -529,6 +551,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--memkeep", default=str(ROOT / "build-durable" / "memkeep"))
+    p.add_argument("--memkeep-b", help="the binary of systems named with the suffix @b (an A/B comparison)")
     p.add_argument("--redis", default="/usr/bin/redis-server")
     p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma list of: " + ",".join(ALL_SYSTEMS))
     p.add_argument("--workloads", default="set,get", help="comma list of: set,get")
@@ -558,8 +581,12 @@ def parse_args(argv):
     args.value_sizes = csv_ints(args.value_sizes)
     args.pipelines = csv_ints(args.pipelines)
     for s in args.systems:
-        if s not in ALL_SYSTEMS:
+        if system_mode(s) not in ALL_SYSTEMS or (s.endswith("@b") and s.startswith("redis-")):
             p.error(f"unknown system {s}")
+        if s.endswith("@b") and not args.memkeep_b:
+            p.error(f"{s} needs --memkeep-b")
+    if len(set(args.systems)) != len(args.systems):
+        p.error("a system is named twice")
     for w in args.workloads:
         if w not in ("set", "get"):
             p.error(f"unknown workload {w}")
@@ -597,6 +624,10 @@ def main(argv):
     outdir.mkdir(parents=True, exist_ok=True)
     kvload_binary = build_kvload()
     memkeep_binary, memkeep_info = snapshot_memkeep(args.memkeep, outdir)
+    memkeep_binaries = [memkeep_binary, None]
+    if args.memkeep_b:
+        (outdir / "b").mkdir(exist_ok=True)
+        memkeep_binaries[1], memkeep_info["b"] = snapshot_memkeep(args.memkeep_b, outdir / "b")
     redis_version = subprocess.run([args.redis, "--version"], capture_output=True, text=True).stdout.strip()
     results = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -616,7 +647,7 @@ def main(argv):
         for value_size in args.value_sizes:
             print(f"[{value_size} B] starting {len(args.systems)} servers, loading {args.keys:,} keys each",
                   file=sys.stderr, flush=True)
-            servers = [start_server(label, value_size, args, memkeep_binary, outdir) for label in args.systems]
+            servers = [start_server(label, value_size, args, memkeep_binaries, outdir) for label in args.systems]
             try:
                 for server in servers:
                     fig = kvload(server, kvload_binary, args, outdir, f"{value_size}B-load-{server.label}",

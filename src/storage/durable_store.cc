@@ -52,13 +52,18 @@ constexpr size_t kMaxWriteBufferBytes = 256u << 20;
 // With in-place updates a memtable of overwritten keys stops growing, and
 // RocksDB keeps every write-ahead log written since it was started. The
 // housekeeper flushes it once that log is this many times the memtable's
-// size (and at least kMinWalBytesBeforeFlush), so the log, and the time a
-// restart takes to replay it, stay bounded (by about -m), and a flush writes
-// an eighth of what was logged or less. (Redis rewrites its append-only file
+// size and at least kMinWalToMemtableBudget times the memtable budget
+// (write_buffer_size, an eighth of -m), so the log, and the time a restart
+// takes to replay it, stay bounded (by about -m), and a flush writes an
+// eighth of what was logged or less. (Redis rewrites its append-only file
 // when it has doubled, in a forked child.) Measured with 4 KB values: a
-// factor of 8 took 17% less CPU per set than 4.
+// factor of 8 took 17% less CPU per set than 4. With a small working set
+// (a few MB overwritten in place), the floor decides how often a memtable
+// is flushed and refilled: a quarter of -m (256 MB with -m 1024) instead of
+// a fixed 64 MB took about 4% less CPU per 100-byte set (flushes, and the
+// inserts that refill a fresh memtable, four times rarer).
 constexpr uint64_t kWalToMemtableBeforeFlush = 8;
-constexpr uint64_t kMinWalBytesBeforeFlush = 64u << 20;
+constexpr uint64_t kMinWalToMemtableBudget = 2;
 // Hash buckets of a memtable (8 bytes each, taken from the memtable's budget).
 constexpr size_t kMemtableBuckets = 1u << 18;
 
@@ -107,8 +112,13 @@ public:
 // server path that writes also waits).
 class DurableStore : public Backend {
 public:
-    DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal)
-        : db_(db), lock_fd_(lock_fd), fsync_(fsync), wal_since_switch_(std::move(wal)) {
+    DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal,
+                 uint64_t memtable_budget)
+        : db_(db),
+          lock_fd_(lock_fd),
+          fsync_(fsync),
+          wal_since_switch_(std::move(wal)),
+          min_wal_bytes_before_flush_(kMinWalToMemtableBudget * memtable_budget) {
         housekeeper_ = std::thread([this] { housekeeping_loop(); });
     }
 
@@ -130,14 +140,25 @@ public:
     }
 
     uint64_t put(std::string_view key, const RecordView& record) override {
+        char header[kRecordHeaderSize];
+        encode_record_header(record, header);
+        rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
+        rocksdb::Slice record_parts[2] = {rocksdb::Slice(header, kRecordHeaderSize),
+                                          rocksdb::Slice(record.value.data(), record.value.size())};
         std::lock_guard<std::mutex> guard(mutex_);
-        queued_->put(key, record);
+        rocksdb::WriteBatch& batch = queued_->batch;
+        if (!batch.Put(rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(record_parts, 2)).ok()) return 0;
+        queued_->writes.added(QueuedWrites::Kind::kPut, key.size(), kRecordHeaderSize + record.value.size(),
+                              batch.GetDataSize());
         return ++queued_count_;
     }
 
     uint64_t remove(std::string_view key) override {
+        rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
         std::lock_guard<std::mutex> guard(mutex_);
-        queued_->remove(key);
+        rocksdb::WriteBatch& batch = queued_->batch;
+        if (!batch.Delete(rocksdb::SliceParts(key_parts, 2)).ok()) return 0;
+        queued_->writes.added(QueuedWrites::Kind::kRemove, key.size(), 0, batch.GetDataSize());
         return ++queued_count_;
     }
 
@@ -207,10 +228,11 @@ public:
     bool get(std::string_view key, Record* out) override {
         {
             std::lock_guard<std::mutex> guard(mutex_);
-            // The queue holds newer writes than the batch being written.
-            for (const QueuedWrites* writes : {queued_, committing_}) {
-                if (!writes) continue;
-                switch (writes->find(key, out)) {
+            // The queue holds newer writes than the batch being written
+            // (which RocksDB only reads meanwhile).
+            for (Pending* pending : {queued_, committing_}) {
+                if (!pending) continue;
+                switch (pending->writes.find(key, pending->batch.Data(), out)) {
                     case QueuedWrites::Found::kRecord: return true;
                     case QueuedWrites::Found::kRemoved: return false;
                     case QueuedWrites::Found::kNothing: break;
@@ -239,10 +261,13 @@ public:
     }
 
     bool put_meta(std::string_view name, std::string_view value) override {
+        std::string meta_key(1, kMetaPrefix);
+        meta_key.append(name);
         uint64_t ticket;
         {
             std::lock_guard<std::mutex> guard(mutex_);
-            queued_->put_meta(name, value);
+            // Written with the data, not indexed: reads of it go to RocksDB.
+            if (!queued_->batch.Put(meta_key, rocksdb::Slice(value.data(), value.size())).ok()) return false;
             ticket = ++queued_count_;
         }
         wait_durable(ticket);
@@ -310,29 +335,18 @@ private:
     // Writes everything queued as one batch. Called with the lock held and
     // no batch being written; the lock is released while RocksDB writes.
     void commit(std::unique_lock<std::mutex>& lock) {
-        QueuedWrites* writes = queued_;
-        queued_ = writes == &queues_[0] ? &queues_[1] : &queues_[0];
-        committing_ = writes;
+        Pending* pending = queued_;
+        queued_ = pending == &pending_[0] ? &pending_[1] : &pending_[0];
+        committing_ = pending;
         uint64_t target = queued_count_;
         lock.unlock();
 
-        // Only the one thread that set committing_ uses batch_.
-        batch_.Clear();
-        writes->for_each([&](const QueuedWrites::Write& write) {
-            const char prefix = write.kind == QueuedWrites::Kind::kMeta ? kMetaPrefix : kDataPrefix;
-            rocksdb::Slice key_parts[2] = {rocksdb::Slice(&prefix, 1), rocksdb::Slice(write.key.data(), write.key.size())};
-            rocksdb::SliceParts key(key_parts, 2);
-            if (write.kind == QueuedWrites::Kind::kRemove) {
-                batch_.Delete(key);
-            } else {
-                rocksdb::Slice value(write.value.data(), write.value.size());
-                batch_.Put(key, rocksdb::SliceParts(&value, 1));
-            }
-        });
+        // Only the one thread that set committing_ writes its batch.
         rocksdb::WriteOptions options;
         options.sync = fsync_ == FsyncPolicy::kAlways;
-        rocksdb::Status status = batch_.Count() > 0 ? db_->Write(options, &batch_) : rocksdb::Status::OK();
-        size_t batch_bytes = batch_.GetDataSize();
+        rocksdb::Status status =
+            pending->batch.Count() > 0 ? db_->Write(options, &pending->batch) : rocksdb::Status::OK();
+        size_t batch_bytes = pending->batch.GetDataSize();
 
         lock.lock();
         if (!status.ok()) {
@@ -348,7 +362,7 @@ private:
             last_sync_time_ = ::time(nullptr);
         }
         wal_since_switch_->bytes.fetch_add(batch_bytes, std::memory_order_relaxed);
-        writes->clear();
+        pending->clear();
         committing_ = nullptr;
         committed_ = target;
         committed_cv_.notify_all();
@@ -356,7 +370,7 @@ private:
 
     // Writes everything queued so far and waits for it. Called with the lock held.
     void drain(std::unique_lock<std::mutex>& lock) {
-        while (committing_ || !queued_->empty()) {
+        while (committing_ || queued_->batch.Count() > 0) {
             if (committing_) {
                 committed_cv_.wait(lock);
             } else {
@@ -377,7 +391,7 @@ private:
             if (!committing_ && committed_ < queued_at_last_look) commit(lock);
             queued_at_last_look = queued_count_;
 
-            if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= kMinWalBytesBeforeFlush) {
+            if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= min_wal_bytes_before_flush_) {
                 flush_memtable_if_log_is_long(lock);
             }
 
@@ -431,16 +445,32 @@ private:
     int lock_fd_;
     FsyncPolicy fsync_;
     std::shared_ptr<WalSinceMemtableSwitch> wal_since_switch_;
+    const uint64_t min_wal_bytes_before_flush_;  // see kMinWalToMemtableBudget
     std::atomic<uint64_t> reads_{0};
 
     std::mutex maintenance_mutex_;          // remove_all and checkpoint, one at a time
     std::mutex mutex_;
     std::condition_variable committed_cv_;  // a batch was written
     std::condition_variable housekeeping_;  // stopping, or the write-ahead log wants a flush
-    QueuedWrites queues_[2];
-    QueuedWrites* queued_ = &queues_[0];    // where new writes go
-    QueuedWrites* committing_ = nullptr;    // the batch being written, if any
-    rocksdb::WriteBatch batch_;             // used by the thread writing `committing_`
+    // Writes not in RocksDB yet: appended to a batch as they come, and the
+    // batch is written as it is.
+    struct Pending {
+        rocksdb::WriteBatch batch;
+        QueuedWrites writes;  // where each write sits in `batch`, for reads
+        void clear() {
+            // Keep the memory of a usual batch; give back what a huge one took.
+            if (batch.GetDataSize() > kKeptBatchBytes) {
+                batch = rocksdb::WriteBatch();
+            } else {
+                batch.Clear();
+            }
+            writes.clear();
+        }
+    };
+    static constexpr size_t kKeptBatchBytes = 64u << 20;
+    Pending pending_[2];
+    Pending* queued_ = &pending_[0];     // where new writes go
+    Pending* committing_ = nullptr;      // the batch being written, if any
     uint64_t queued_count_ = 0;   // tickets handed out
     uint64_t committed_ = 0;      // tickets written
     bool stopping_ = false;
@@ -513,7 +543,8 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
         ::close(lock_fd);
         return nullptr;
     }
-    return std::make_unique<DurableStore>(db, lock_fd, options.fsync, std::move(wal_since_switch));
+    return std::make_unique<DurableStore>(db, lock_fd, options.fsync, std::move(wal_since_switch),
+                                          db_options.write_buffer_size);
 }
 
 }  // namespace memkeep::storage

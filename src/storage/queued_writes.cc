@@ -4,54 +4,59 @@
 
 #include <algorithm>
 
+#include "storage/record_codec.h"
+
 namespace memkeep::storage {
 
 namespace {
 constexpr size_t kInitialSlots = 1024;
-constexpr size_t kKeptBufferBytes = 64u << 20;
+constexpr size_t kKeptEntries = 1u << 20;
 constexpr size_t kKeptSlots = 1u << 20;
+
+size_t varint32_length(uint32_t value) {
+    size_t length = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        ++length;
+    }
+    return length;
+}
+}  // namespace
+
+void QueuedWrites::added(Kind kind, size_t key_size, size_t record_size, size_t batch_size) {
+    Entry entry;
+    entry.kind = kind;
+    entry.key_size = static_cast<uint32_t>(key_size);
+    entry.record_size = static_cast<uint32_t>(record_size);
+    if (kind == Kind::kPut) {
+        entry.record_offset = batch_size - record_size;
+        entry.key_offset = entry.record_offset - varint32_length(entry.record_size) - key_size;
+    } else {
+        entry.record_offset = batch_size;
+        entry.key_offset = batch_size - key_size;
+    }
+    entries_.push_back(entry);
 }
 
-size_t QueuedWrites::append(Kind kind, std::string_view key, size_t value_size) {
-    size_t entry = buffer_.size();
-    char header[kEntryHeaderSize];
-    header[0] = static_cast<char>(kind);
-    uint32_t key_size = static_cast<uint32_t>(key.size());
-    uint32_t stored_value_size = static_cast<uint32_t>(value_size);
-    std::memcpy(header + 1, &key_size, 4);
-    std::memcpy(header + 5, &stored_value_size, 4);
-    buffer_.append(header, kEntryHeaderSize);
-    buffer_.append(key);
-    ++count_;
-    return entry;
+void QueuedWrites::index_new_entries(std::string_view batch) {
+    for (; indexed_entries_ < entries_.size(); ++indexed_entries_) {
+        std::string_view key = key_of(entries_[indexed_entries_], batch);
+        index(XXH3_64bits(key.data(), key.size()), static_cast<uint32_t>(indexed_entries_), batch);
+    }
 }
 
-void QueuedWrites::put(std::string_view key, const RecordView& record) {
-    size_t entry = append(Kind::kPut, key, kRecordHeaderSize + record.value.size());
-    append_record(buffer_, record);
-    index(key, entry);
-}
-
-void QueuedWrites::remove(std::string_view key) { index(key, append(Kind::kRemove, key, 0)); }
-
-void QueuedWrites::put_meta(std::string_view name, std::string_view value) {
-    append(Kind::kMeta, name, value.size());
-    buffer_.append(value);
-}
-
-void QueuedWrites::index(std::string_view key, size_t entry) {
-    if ((indexed_ + 1) * 2 > slots_.size()) grow_index();
-    uint64_t hash = XXH3_64bits(key.data(), key.size());
+void QueuedWrites::index(uint64_t hash, uint32_t entry, std::string_view batch) {
+    if ((used_slots_ + 1) * 2 > slots_.size()) grow_index();
+    std::string_view key = key_of(entries_[entry], batch);
     size_t mask = slots_.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
         Slot& slot = slots_[i];
         if (slot.generation != generation_) {
             slot = Slot{hash, entry, generation_};
-            ++indexed_;
+            ++used_slots_;
             return;
         }
-        if (slot.hash != hash) continue;
-        if (key_at(slot.entry, read_header(slot.entry)) == key) {
+        if (slot.hash == hash && key_of(entries_[slot.entry], batch) == key) {
             slot.entry = entry;  // a newer write of the same key
             return;
         }
@@ -71,31 +76,31 @@ void QueuedWrites::grow_index() {
     }
 }
 
-QueuedWrites::Found QueuedWrites::find(std::string_view key, Record* out) const {
-    if (indexed_ == 0) return Found::kNothing;
+QueuedWrites::Found QueuedWrites::find(std::string_view key, std::string_view batch, Record* out) {
+    if (entries_.empty()) return Found::kNothing;
+    index_new_entries(batch);
     uint64_t hash = XXH3_64bits(key.data(), key.size());
     size_t mask = slots_.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
         const Slot& slot = slots_[i];
         if (slot.generation != generation_) return Found::kNothing;
         if (slot.hash != hash) continue;
-        EntryHeader header = read_header(slot.entry);
-        std::string_view stored_key = key_at(slot.entry, header);
-        if (stored_key != key) continue;
-        if (header.kind == Kind::kRemove) return Found::kRemoved;
-        std::string_view record(stored_key.data() + stored_key.size(), header.value_size);
-        return decode_record(record, out) ? Found::kRecord : Found::kNothing;
+        const Entry& entry = entries_[slot.entry];
+        if (key_of(entry, batch) != key) continue;
+        if (entry.kind == Kind::kRemove) return Found::kRemoved;
+        return decode_record(batch.substr(entry.record_offset, entry.record_size), out) ? Found::kRecord
+                                                                                        : Found::kNothing;
     }
 }
 
 void QueuedWrites::clear() {
-    count_ = 0;
-    indexed_ = 0;
+    indexed_entries_ = 0;
+    used_slots_ = 0;
     // Keep the memory of a usual batch; give back what a huge one took.
-    if (buffer_.capacity() > kKeptBufferBytes) {
-        std::string().swap(buffer_);
+    if (entries_.capacity() > kKeptEntries) {
+        std::vector<Entry>().swap(entries_);
     } else {
-        buffer_.clear();
+        entries_.clear();
     }
     if (slots_.size() > kKeptSlots) {
         std::vector<Slot>().swap(slots_);

@@ -1,101 +1,75 @@
 #pragma once
-// QueuedWrites: the writes of the durable store that are not in RocksDB yet,
-// in the order they were queued, plus an index so that a read finds the
-// newest queued version of a key.
+// QueuedWrites: finds the newest queued write of a key among the durable
+// store's writes that are not in RocksDB yet.
 //
-// Everything lives in one byte buffer and one open-addressing table whose
-// memory is kept from batch to batch: queueing a write copies its bytes once
-// and allocates nothing once the buffer has grown to the size of a batch.
+// The writes themselves are appended by the store straight into the RocksDB
+// WriteBatch that will be written (one copy of each value); this only keeps,
+// per write, where its key and record sit in the batch's bytes. A read that
+// reaches the store (a key not in RAM) before the batch is written looks here
+// first. The hash index over the keys is built by the first find() after
+// writes were added, not by every write: sets only append a small entry, and
+// the hashing is paid only when a read asks.
+//
+// Positions follow RocksDB's WriteBatch encoding (db/write_batch.cc, also the
+// write-ahead log's record format): a Put appends a tag byte,
+// varint32(key size), the key, varint32(value size) and the value; a Delete
+// appends a tag byte, varint32(key size) and the key. So after a write, the
+// value, and before it the key, end at the end of the batch.
 // Not thread-safe: the durable store guards it with its mutex.
 
 #include <cstdint>
-#include <cstring>
-#include <string>
 #include <string_view>
 #include <vector>
 
 #include "storage/backend.h"
-#include "storage/record_codec.h"
 
 namespace memkeep::storage {
 
 class QueuedWrites {
 public:
-    enum class Kind : uint8_t { kPut, kRemove, kMeta };
-
-    // One write, as for_each() hands it out. For kPut, `value` is the encoded
-    // record (record_codec.h); for kMeta, the metadata value; empty for kRemove.
-    struct Write {
-        Kind kind;
-        std::string_view key;
-        std::string_view value;
-    };
-
+    enum class Kind : uint8_t { kPut, kRemove };
     enum class Found { kNothing, kRecord, kRemoved };
 
-    void put(std::string_view key, const RecordView& record);
-    void remove(std::string_view key);
-    void put_meta(std::string_view name, std::string_view value);
+    // A put of `key_size` bytes of key and an encoded record (record_codec.h)
+    // of `record_size` bytes, or a remove (record_size 0), was just appended
+    // to the batch, which is now `batch_size` bytes long.
+    void added(Kind kind, size_t key_size, size_t record_size, size_t batch_size);
 
-    // The newest queued write of `key` (metadata is not indexed).
-    Found find(std::string_view key, Record* out) const;
+    // The newest queued write of `key` in `batch` (the batch's bytes).
+    Found find(std::string_view key, std::string_view batch, Record* out);
 
-    bool empty() const { return count_ == 0; }
-    size_t count() const { return count_; }
-    size_t bytes() const { return buffer_.size(); }
+    bool empty() const { return entries_.empty(); }
+    size_t count() const { return entries_.size(); }
     void clear();
 
-    template <typename Visitor>
-    void for_each(Visitor&& visit) const {
-        size_t at = 0;
-        while (at < buffer_.size()) {
-            EntryHeader header = read_header(at);
-            at += kEntryHeaderSize;
-            std::string_view key(buffer_.data() + at, header.key_size);
-            std::string_view value(buffer_.data() + at + header.key_size, header.value_size);
-            at += header.key_size + header.value_size;
-            visit(Write{header.kind, key, value});
-        }
-    }
-
 private:
-    // In the buffer, each write is a header (kind: 1 byte, key size: 4,
-    // value size: 4), the key, then the value.
-    static constexpr size_t kEntryHeaderSize = 9;
-    struct EntryHeader {
-        Kind kind;
+    struct Entry {
+        size_t key_offset;
+        size_t record_offset;
         uint32_t key_size;
-        uint32_t value_size;
+        uint32_t record_size;
+        Kind kind;
     };
-    EntryHeader read_header(size_t entry) const {
-        EntryHeader header;
-        header.kind = static_cast<Kind>(buffer_[entry]);
-        std::memcpy(&header.key_size, buffer_.data() + entry + 1, 4);
-        std::memcpy(&header.value_size, buffer_.data() + entry + 5, 4);
-        return header;
-    }
-    std::string_view key_at(size_t entry, const EntryHeader& header) const {
-        return std::string_view(buffer_.data() + entry + kEntryHeaderSize, header.key_size);
-    }
     // An index slot is in use when its generation is the current one, so
     // clear() does not have to touch the table.
     struct Slot {
         uint64_t hash;
-        size_t entry;         // offset of the write's header in the buffer
+        uint32_t entry;  // into entries_
         uint32_t generation;
     };
 
-    // Appends a header and the key, and makes room for `value_size` bytes of
-    // value; returns the offset of the header.
-    size_t append(Kind kind, std::string_view key, size_t value_size);
-    void index(std::string_view key, size_t entry);
+    void index_new_entries(std::string_view batch);
+    void index(uint64_t hash, uint32_t entry, std::string_view batch);
     void grow_index();
+    std::string_view key_of(const Entry& entry, std::string_view batch) const {
+        return batch.substr(entry.key_offset, entry.key_size);
+    }
 
-    std::string buffer_;
-    std::vector<Slot> slots_;  // power-of-two size, linear probing
+    std::vector<Entry> entries_;
+    size_t indexed_entries_ = 0;  // entries_[0, indexed_entries_) are in the table
+    std::vector<Slot> slots_;     // power-of-two size, linear probing
     uint32_t generation_ = 1;
-    size_t indexed_ = 0;       // slots in use
-    size_t count_ = 0;         // writes queued
+    size_t used_slots_ = 0;
 };
 
 }  // namespace memkeep::storage

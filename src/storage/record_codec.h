@@ -13,12 +13,17 @@ namespace memkeep::storage {
 
 inline constexpr size_t kRecordHeaderSize = 16;
 
-// Appends the encoded record to `out`.
-inline void append_record(std::string& out, const RecordView& record) {
-    char header[kRecordHeaderSize];
+// The header of the encoded record (what precedes the value).
+inline void encode_record_header(const RecordView& record, char (&header)[kRecordHeaderSize]) {
     std::memcpy(header, &record.client_flags, 4);
     std::memcpy(header + 4, &record.exptime, 4);
     std::memcpy(header + 8, &record.cas, 8);
+}
+
+// Appends the encoded record to `out`.
+inline void append_record(std::string& out, const RecordView& record) {
+    char header[kRecordHeaderSize];
+    encode_record_header(record, header);
     out.append(header, kRecordHeaderSize);
     out.append(record.value);
 }

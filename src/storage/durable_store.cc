@@ -353,7 +353,7 @@ private:
         for (size_t i = 0; i < pending->writes.count(); ++i) {
             std::string_view key = pending->writes.key(i, bytes);
             // The data prefix byte sits right before the key in the batch.
-            prefetch_keys_.emplace_back(key.data() - 1, key.size() + 1);
+            prefetch_keys_.push_back({std::string_view(key.data() - 1, key.size() + 1), pending->writes.record_size(i)});
         }
         memtables_->prefetch(prefetch_keys_.data(), prefetch_keys_.size());
         rocksdb::WriteOptions options;
@@ -460,7 +460,7 @@ private:
     FsyncPolicy fsync_;
     std::shared_ptr<WalSinceMemtableSwitch> wal_since_switch_;
     std::shared_ptr<HashMemtableFactory> memtables_;
-    std::vector<std::string_view> prefetch_keys_;  // used by the committing thread only
+    std::vector<HashMemtableFactory::Upcoming> prefetch_keys_;  // used by the committing thread only
     const uint64_t min_wal_bytes_before_flush_;  // see kMinWalToMemtableBudget
     std::atomic<uint64_t> reads_{0};
 

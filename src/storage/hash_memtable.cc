@@ -160,17 +160,27 @@ public:
         return make_iterator<BucketIterator>(arena, this);
     }
 
-    void prefetch(const std::string_view* keys, size_t count) const {
+    void prefetch(const HashMemtableFactory::Upcoming* writes, size_t count) const {
         constexpr size_t kChunk = 64;
+        constexpr size_t kLine = 64;
+        // Link, two varint32 lengths (at most 5 bytes each) and the footer.
+        constexpr size_t kEntryOverhead = sizeof(Node) + 10 + kInternalKeyFooter;
         std::atomic<Node*>* chunk[kChunk];
         for (size_t start = 0; start < count; start += kChunk) {
             size_t n = std::min(kChunk, count - start);
             for (size_t i = 0; i < n; ++i) {
-                chunk[i] = &buckets_[hash_user_key(keys[start + i].data(), keys[start + i].size()) & mask_];
+                std::string_view key = writes[start + i].key;
+                chunk[i] = &buckets_[hash_user_key(key.data(), key.size()) & mask_];
                 __builtin_prefetch(chunk[i]);
             }
             for (size_t i = 0; i < n; ++i) {
-                if (Node* head = chunk[i]->load(std::memory_order_relaxed)) __builtin_prefetch(head);
+                const char* head = reinterpret_cast<const char*>(chunk[i]->load(std::memory_order_relaxed));
+                if (!head) continue;
+                // The key is compared, then the value overwritten in place:
+                // every line of the entry is touched.
+                size_t bytes = std::min<size_t>(
+                    kEntryOverhead + writes[start + i].key.size() + writes[start + i].value_size, 8 * kLine);
+                for (size_t offset = 0; offset < bytes; offset += kLine) __builtin_prefetch(head + offset);
             }
         }
     }
@@ -228,9 +238,9 @@ void HashMemtableFactory::forget(HashMemtable* memtable) {
     if (writable_ == memtable) writable_ = nullptr;
 }
 
-void HashMemtableFactory::prefetch(const std::string_view* keys, size_t count) {
+void HashMemtableFactory::prefetch(const Upcoming* writes, size_t count) {
     std::lock_guard<std::mutex> guard(mutex_);
-    if (writable_) writable_->prefetch(keys, count);
+    if (writable_) writable_->prefetch(writes, count);
 }
 
 }  // namespace memkeep::storage

@@ -30,10 +30,16 @@ public:
                                             rocksdb::Logger* logger) override;
     const char* Name() const override { return "memkeep.HashMemtable"; }
 
+    // A key a write is about to update, and the size of the value it writes.
+    struct Upcoming {
+        std::string_view key;
+        size_t value_size;
+    };
     // Prefetches, in the memtable created last (the one being written), the
-    // bucket and the first entry of each key in keys[0, count): the user
-    // keys a write is about to update. Only a hint: nothing changes.
-    void prefetch(const std::string_view* keys, size_t count);
+    // bucket and the first entry (as much of it as an entry of this key and
+    // value size takes) of each of writes[0, count). Only a hint: nothing
+    // changes.
+    void prefetch(const Upcoming* writes, size_t count);
 
 private:
     friend class HashMemtable;

@@ -1,6 +1,7 @@
 #include "storage/durable_store.h"
 
 #include "storage/data_dir.h"
+#include "storage/hash_memtable.h"
 #include "storage/queued_writes.h"
 #include "storage/record_codec.h"
 #include "storage/rocksdb_logger.h"
@@ -32,7 +33,9 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace memkeep::storage {
 
@@ -113,11 +116,12 @@ public:
 class DurableStore : public Backend {
 public:
     DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal,
-                 uint64_t memtable_budget)
+                 uint64_t memtable_budget, std::shared_ptr<HashMemtableFactory> memtables)
         : db_(db),
           lock_fd_(lock_fd),
           fsync_(fsync),
           wal_since_switch_(std::move(wal)),
+          memtables_(std::move(memtables)),
           min_wal_bytes_before_flush_(kMinWalToMemtableBudget * memtable_budget) {
         housekeeper_ = std::thread([this] { housekeeping_loop(); });
     }
@@ -342,6 +346,16 @@ private:
         lock.unlock();
 
         // Only the one thread that set committing_ writes its batch.
+        // Start the memtable's cache misses for all of its keys now, so they
+        // overlap (see hash_memtable.h).
+        prefetch_keys_.clear();
+        std::string_view bytes(pending->batch.Data());
+        for (size_t i = 0; i < pending->writes.count(); ++i) {
+            std::string_view key = pending->writes.key(i, bytes);
+            // The data prefix byte sits right before the key in the batch.
+            prefetch_keys_.push_back({std::string_view(key.data() - 1, key.size() + 1), pending->writes.record_size(i)});
+        }
+        memtables_->prefetch(prefetch_keys_.data(), prefetch_keys_.size());
         rocksdb::WriteOptions options;
         options.sync = fsync_ == FsyncPolicy::kAlways;
         rocksdb::Status status =
@@ -445,6 +459,8 @@ private:
     int lock_fd_;
     FsyncPolicy fsync_;
     std::shared_ptr<WalSinceMemtableSwitch> wal_since_switch_;
+    std::shared_ptr<HashMemtableFactory> memtables_;
+    std::vector<HashMemtableFactory::Upcoming> prefetch_keys_;  // used by the committing thread only
     const uint64_t min_wal_bytes_before_flush_;  // see kMinWalToMemtableBudget
     std::atomic<uint64_t> reads_{0};
 
@@ -504,8 +520,8 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     // The "prefix" that picks a bucket is the whole key. A flush sorts the
     // memtable once.
     db_options.prefix_extractor.reset(rocksdb::NewNoopTransform());
-    db_options.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(
-        kMemtableBuckets, 0, 4096, /*if_log_bucket_dist_when_flash=*/false));
+    auto memtables = std::make_shared<HashMemtableFactory>(kMemtableBuckets);
+    db_options.memtable_factory = memtables;
     // A set of a key already in the memtable with a value no larger than its
     // last one overwrites that entry instead of adding one: a memtable of
     // overwritten keys stays small, and far less is flushed and compacted.
@@ -544,7 +560,7 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
         return nullptr;
     }
     return std::make_unique<DurableStore>(db, lock_fd, options.fsync, std::move(wal_since_switch),
-                                          db_options.write_buffer_size);
+                                          db_options.write_buffer_size, std::move(memtables));
 }
 
 }  // namespace memkeep::storage

@@ -38,6 +38,11 @@ public:
     // The newest queued write of `key` in `batch` (the batch's bytes).
     Found find(std::string_view key, std::string_view batch, Record* out);
 
+    // The key of the i-th write (in the order added), in the batch's bytes,
+    // and the size of its record (0 for a remove).
+    std::string_view key(size_t i, std::string_view batch) const { return key_of(entries_[i], batch); }
+    size_t record_size(size_t i) const { return entries_[i].record_size; }
+
     bool empty() const { return entries_.empty(); }
     size_t count() const { return entries_.size(); }
     void clear();

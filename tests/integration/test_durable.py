@@ -213,6 +213,38 @@ def test_larger_than_ram(server_factory, tmp_path):
         assert int(general["bytes"]) <= 16 * 1024 * 1024
 
 
+def test_evicted_keys_read_their_newest_version_from_the_store(server_factory, tmp_path):
+    # Keys overwritten with larger values (a new memtable entry each time),
+    # smaller ones (updated in place) and deleted, then pushed out of RAM by
+    # other writes: a read finds each key's newest version in the store's
+    # memtable (or a table file), before and after a restart.
+    data_dir = tmp_path / "data"
+    server = start(server_factory, data_dir, "no", extra=["-m", "16"])
+    sizes = [10, 100, 50, 1000, 3, 2000]
+    expected = {}
+    with server.connect(timeout=30) as c:
+        for key in range(300):
+            name = b"ver%d" % key
+            for size in sizes[: 1 + key % len(sizes)]:
+                value = (b"%d-%d-" % (key, size) * size)[:size]
+                set_value(c, name, value)
+                expected[name] = (0, value)
+            if key % 7 == 0:
+                c.assert_reply(b"delete %s\r\n" % name, b"DELETED\r\n")
+                expected[name] = None
+        filler = b"f" * (64 * 1024)
+        for i in range(512):
+            set_value(c, b"filler%d" % i, filler)
+        for name, value in expected.items():
+            assert get_value(c, name) == value, name
+        assert int(c.stats(b"storage")["storage_reads_from_disk"]) > 0
+    assert server.stop() == 0
+    restarted = start(server_factory, data_dir)
+    with restarted.connect() as c:
+        for name, value in expected.items():
+            assert get_value(c, name) == value, name
+
+
 # --- flush_all is durable ----------------------------------------------------------------
 
 def test_flush_all_survives_sigkill(server_factory, tmp_path):

@@ -722,16 +722,15 @@ void Engine::set_replication(ReplicationSink* sink) {
     own_tag_ = sink ? Mutation::tag_of(sink->node_id()) : 0;
 }
 
-void Engine::flush_replication(OpStats& stats) {
+void Engine::flush_replication(OpStats& stats, bool urgent) {
     if (!stats.replication_pending) return;
-    stats.replication_pending = false;
-    if (replicating()) sink_->wake();
+    if (!replicating() || sink_->release(urgent)) stats.replication_pending = false;
 }
 
 bool Engine::await_replication(OpStats& stats) {
     uint64_t offset = std::exchange(stats.replication_offset, 0);
     if (!replicating() || offset == 0 || !sink_->sync_required()) return true;
-    flush_replication(stats);   // the write must leave now, not at the end of the pass
+    flush_replication(stats, true);   // the write must leave now, not at the end of the pass
     return sink_->wait_replicated(offset, &stats.replicas_acknowledged, &stats.replicas_required);
 }
 

@@ -232,9 +232,12 @@ public:
     // the Stamp, a tombstone or a flush stops older writes. Applied mutations
     // are published again (for this node's replicas and other peers).
     ApplyOutcome apply(const Mutation& mutation, OpStats& stats);
-    // Sends what the writes recorded in `stats` published: the worker calls
-    // it once per event-loop pass, a link once per batch it applied.
-    void flush_replication(OpStats& stats);
+    // Sends what the writes recorded in `stats` published (see
+    // ReplicationSink::release for `urgent`): the worker calls it at the end
+    // of each event-loop pass and before it sleeps, a link once per batch it
+    // applied.
+    void flush_replication(OpStats& stats, bool urgent);
+    bool replication_pending(const OpStats& stats) const { return stats.replication_pending; }
     // Calls `visit` with a mutation for every flush horizon, item and
     // tombstone this node holds: the snapshot of a full sync. Items written
     // meanwhile may or may not be seen (the log after the snapshot's start

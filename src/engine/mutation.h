@@ -64,10 +64,16 @@ public:
     // slot locked, so a key's mutations are logged in the order they happen.
     // Returns the log offset just past the mutation.
     virtual uint64_t publish(const Mutation& mutation) = 0;
-    // Wakes the connections that send the log to other nodes. Called once
-    // per batch of writes (a worker's event-loop pass, a batch applied from
-    // another node), not per mutation: one wake-up carries many writes.
-    virtual void wake() = 0;
+    // Hands what was published to the connections that send the log to
+    // other nodes, and wakes them; returns whether it did. Called once per
+    // batch of writes, not per mutation: one wake-up carries many writes.
+    // `urgent` (a worker about to sleep, a batch applied from another node, a
+    // --repl-sync write): now. Otherwise only if the last release is older
+    // than the gathering interval, so that under load a wake-up carries a
+    // couple of milliseconds of writes.
+    virtual bool release(bool urgent) = 0;
+    // The gathering interval of release (milliseconds).
+    static constexpr int kGatherMs = 2;
     // --repl-sync: waits until enough nodes have applied the log up to
     // `offset`; false on timeout. `acknowledged` gets how many did.
     virtual bool wait_replicated(uint64_t offset, int* acknowledged, int* required) = 0;

@@ -154,11 +154,22 @@ void Worker::release_durable_replies() {
     }
 }
 
+int Worker::wait_for_events(epoll_event* events) {
+    int timeout = ready_.empty() ? 1000 : 0;
+    if (timeout != 0 && engine_.replication_pending(op_stats_)) {
+        // Writes not yet handed to replication (the last hand-over was less
+        // than the gathering interval ago): sleep at most until it is due,
+        // so that they do not wait for the next client request. The empty
+        // pass after the timeout hands them over.
+        timeout = engine::ReplicationSink::kGatherMs;
+    }
+    return ::epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+}
+
 void Worker::run() {
     epoll_event events[kMaxEvents];
     while (!stopping_.load(std::memory_order_relaxed)) {
-        int timeout = ready_.empty() ? 1000 : 0;
-        int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+        int n = wait_for_events(events);
         if (n < 0 && errno != EINTR) break;
         for (int i = 0; i < n; ++i) {
             int fd = events[i].data.fd;
@@ -197,7 +208,7 @@ void Worker::run() {
             settle(it->second, it->second.connection->resume());
         }
         release_durable_replies();
-        engine_.flush_replication(op_stats_);
+        engine_.flush_replication(op_stats_, /*urgent=*/false);
     }
     // Shutdown: finish the requests already read, write their replies out,
     // close. A client that does not read gets until the deadline.

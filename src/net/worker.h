@@ -20,6 +20,8 @@
 #include "net/udp_listener.h"
 #include "protocol/services.h"
 
+struct epoll_event;   // <sys/epoll.h>
+
 namespace memkeep::net {
 
 class Worker {
@@ -60,6 +62,9 @@ private:
     };
 
     void run();
+    // epoll_wait for the next pass (without sleeping when connections are
+    // ready to resume); hands pending replication over before it sleeps.
+    int wait_for_events(epoll_event* events);
     void accept_queued();
     // Applies a connection's status: closes it or updates its epoll interest.
     void settle(Entry& entry, Connection::Status status);

@@ -54,12 +54,16 @@ uint64_t ReplicationLog::append(const engine::Mutation& mutation) {
     return end_;
 }
 
-void ReplicationLog::wake_readers() const {
-    // A reader increments waiters_ under the mutex before it sleeps, so an
-    // append it did not see is followed by a wake-up here.
-    if (waiters_.load(std::memory_order_acquire) == 0) return;
+void ReplicationLog::release() {
     std::lock_guard<std::mutex> guard(mutex_);
-    grown_.notify_all();
+    released_end_ = end_;
+    // A reader increments waiters_ under the mutex before it sleeps.
+    if (waiters_.load(std::memory_order_relaxed) > 0) grown_.notify_all();
+}
+
+uint64_t ReplicationLog::released_end() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return released_end_;
 }
 
 uint64_t ReplicationLog::start() const {
@@ -117,7 +121,7 @@ ReplicationLog::ReadResult ReplicationLog::read(uint64_t from, size_t max_bytes,
 bool ReplicationLog::wait_beyond(uint64_t offset, std::chrono::milliseconds timeout) const {
     std::unique_lock<std::mutex> lock(mutex_);
     ++waiters_;
-    bool grown = grown_.wait_for(lock, timeout, [&] { return end_ > offset; });
+    bool grown = grown_.wait_for(lock, timeout, [&] { return released_end_ > offset; });
     --waiters_;
     return grown;
 }

@@ -39,11 +39,14 @@ public:
     // when `from` is no longer in the ring (or is not an entry boundary).
     ReadResult read(uint64_t from, size_t max_bytes, std::string* out, uint64_t* next) const;
 
-    // Waits until the log grows past `offset` or `timeout` passes; false on timeout.
+    // Appends are not announced one by one: a writer releases the log once
+    // per batch (see ReplicationSink::release), which makes everything
+    // appended so far count for wait_beyond and wakes the waiting readers.
+    void release();
+    uint64_t released_end() const;
+    // Waits until the released log reaches past `offset` or `timeout` passes;
+    // false on timeout.
     bool wait_beyond(uint64_t offset, std::chrono::milliseconds timeout) const;
-    // Wakes the readers waiting in wait_beyond (append does not: writers
-    // call this once per batch).
-    void wake_readers() const;
     // Wakes every waiter (at shutdown).
     void wake_all() const { grown_.notify_all(); }
 
@@ -58,6 +61,7 @@ private:
     std::vector<char> ring_;
     uint64_t start_ = 0;
     uint64_t end_ = 0;
+    uint64_t released_end_ = 0;
     uint64_t appended_ = 0;
 };
 

@@ -15,12 +15,6 @@ namespace {
 constexpr size_t kBatchBytes = 256 * 1024;
 
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
-// After sending a batch, a feed lets writes gather this long before it reads
-// the log again (unless --repl-sync waits on it): under load one wake-up and
-// one send carry two milliseconds of writes instead of one write each, which is
-// most of what replication costs the node (measured: docs/BENCHMARKS.md).
-// An idle feed sleeps until a write wakes it, so a lone write goes at once.
-constexpr auto kGatherInterval = std::chrono::microseconds(2000);
 }  // namespace
 
 Feed::Feed(Node& node, int fd, std::string address)
@@ -146,6 +140,12 @@ bool Feed::stream_from(uint64_t offset) {
                 return false;
             }
         }
+        // Writers release the log in batches (ReplicationSink::release):
+        // wait for one beyond what was sent, so that a send carries a batch.
+        if (node_.log.released_end() <= offset) {
+            if (!node_.log.wait_beyond(offset, kKeepaliveInterval) && !ping(offset)) return false;
+            continue;
+        }
         // RECORDS: the offset the batch ends at, then its entries, read
         // straight into the frame's payload.
         payload.clear();
@@ -166,7 +166,6 @@ bool Feed::stream_from(uint64_t offset) {
         std::memcpy(payload.data(), &next, 8);
         // A peer does not get back the mutations it sent us: they are
         // squeezed out of the payload in place.
-        size_t read_bytes = payload.size() - 8;
         uint64_t records = 0;
         size_t kept_end = 8;
         for (size_t position = 8; position < payload.size();) {
@@ -191,7 +190,6 @@ bool Feed::stream_from(uint64_t offset) {
         }
         node_.counters.records_sent.fetch_add(records);
         offset = next;
-        if (!node_.options.sync_count && read_bytes < kBatchBytes) std::this_thread::sleep_for(kGatherInterval);
     }
     return false;
 }

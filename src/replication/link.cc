@@ -187,7 +187,7 @@ bool Link::session() {
             if (type == FrameType::kSnapshotBegin) continue;
             if (type == FrameType::kSnapshotRecords) {
                 if (!apply_records(payload)) return refused("garbage in a snapshot", false);
-                node_.engine.flush_replication(apply_stats_);
+                node_.engine.flush_replication(apply_stats_, true);
                 continue;
             }
             if (type == FrameType::kPing) {
@@ -229,7 +229,7 @@ bool Link::session() {
         // One acknowledgement, and one wake-up of our own feeds, for all the
         // frames that arrived together.
         if (channel.has_buffered_frame()) continue;
-        node_.engine.flush_replication(apply_stats_);
+        node_.engine.flush_replication(apply_stats_, true);
         if (!acknowledge(applied_offset_.load())) {
             dropped("connection dropped: " + channel.error());
             return true;

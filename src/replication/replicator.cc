@@ -16,6 +16,14 @@
 
 namespace memkeep::replication {
 
+namespace {
+// Under load a release waits until the previous one is kGatherMs old, so that
+// one wake-up and one send to each node carry a couple of milliseconds of
+// writes instead of a few (measured: docs/BENCHMARKS.md "Replication"); a
+// lone write after a quiet spell goes out at once.
+constexpr int64_t kGatherMicros = int64_t{engine::ReplicationSink::kGatherMs} * 1000;
+}  // namespace
+
 Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend, ReplicationOptions options)
     : engine_(engine),
       durable_backend_(durable_backend),
@@ -116,6 +124,16 @@ void Replicator::reap_finished_feeds() {
         feeds_.erase(keep, feeds_.end());
     }
     finished.clear();   // joins their threads, without the lock
+}
+
+bool Replicator::release(bool urgent) {
+    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+    if (!urgent && now - last_release_us_.load(std::memory_order_relaxed) < kGatherMicros) return false;
+    last_release_us_.store(now, std::memory_order_relaxed);
+    log_.release();
+    return true;
 }
 
 bool Replicator::wait_replicated(uint64_t offset, int* acknowledged, int* required) {

@@ -46,7 +46,7 @@ public:
     // engine::ReplicationSink
     uint64_t node_id() const override { return node_id_; }
     uint64_t publish(const engine::Mutation& mutation) override { return log_.append(mutation); }
-    void wake() override { log_.wake_readers(); }
+    bool release(bool urgent) override;
     bool wait_replicated(uint64_t offset, int* acknowledged, int* required) override;
     bool sync_required() const override { return options_.sync_count > 0; }
 
@@ -80,6 +80,7 @@ private:
     std::mutex links_mutex_;
     std::vector<std::unique_ptr<Link>> links_;
     std::atomic<bool> replica_{false};
+    std::atomic<int64_t> last_release_us_{0};
 };
 
 }  // namespace memkeep::replication

@@ -29,7 +29,10 @@ public:
         return true;
     }
     bool sync_required() const override { return false; }
-    void wake() override { log_.wake_readers(); }
+    bool release(bool) override {
+        log_.release();
+        return true;
+    }
 
 private:
     memkeep::replication::ReplicationLog log_{64 << 10};

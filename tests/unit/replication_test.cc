@@ -170,6 +170,27 @@ TEST(BacklogTest, AnEntryLargerThanTheRingEmptiesIt) {
     EXPECT_EQ(log.read(end, 1 << 20, &out, &next), ReplicationLog::ReadResult::kNothing);
 }
 
+TEST(BacklogTest, ReadersWaitForAReleaseNotForEachAppend) {
+    ReplicationLog log(4096);
+    uint64_t end = log.append(set_mutation("a", "1", 1));
+    EXPECT_EQ(log.released_end(), 0u);
+    EXPECT_FALSE(log.wait_beyond(0, std::chrono::milliseconds(1)));   // appended, not released
+    log.release();
+    EXPECT_EQ(log.released_end(), end);
+    EXPECT_TRUE(log.wait_beyond(0, std::chrono::milliseconds(0)));
+    EXPECT_FALSE(log.wait_beyond(end, std::chrono::milliseconds(1)));
+    uint64_t second_end = log.append(set_mutation("b", "2", 2));
+    EXPECT_FALSE(log.wait_beyond(end, std::chrono::milliseconds(1)));
+    log.release();
+    EXPECT_TRUE(log.wait_beyond(end, std::chrono::milliseconds(0)));
+    EXPECT_EQ(log.released_end(), second_end);
+    // Reads are not limited to what was released.
+    std::string out;
+    uint64_t next = 0;
+    EXPECT_EQ(log.read(0, 1 << 20, &out, &next), ReplicationLog::ReadResult::kOk);
+    EXPECT_EQ(next, second_end);
+}
+
 TEST(TombstonesTest, KeepsTheNewestAndForgetsTheOldestBeyondCapacity) {
     engine::Tombstones tombstones(2);
     tombstones.record("a", {10, 1});
@@ -198,7 +219,7 @@ public:
         return !fail_sync;
     }
     bool sync_required() const override { return sync; }
-    void wake() override {}
+    bool release(bool) override { return true; }
     std::vector<engine::MutationKind> published;
     bool sync = false;
     bool fail_sync = false;

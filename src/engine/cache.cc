@@ -32,6 +32,10 @@ struct Counter {
 struct alignas(64) Cache::Shard {
     std::mutex mutex;
     std::vector<Item*> buckets = std::vector<Item*>(kInitialBuckets, nullptr);
+    // The bucket array's address and size, for prefetch hints without the
+    // lock (a stale value only makes the hint useless: prefetching never faults).
+    std::atomic<Item**> bucket_hint{buckets.data()};
+    std::atomic<size_t> bucket_mask_hint{kInitialBuckets - 1};
     Item* lru_head = nullptr;  // most recently used
     Item* lru_tail = nullptr;  // least recently used
     size_t sweep_cursor = 0;
@@ -75,6 +79,8 @@ struct alignas(64) Cache::Shard {
             }
         }
         buckets.swap(grown);
+        bucket_hint.store(buckets.data(), std::memory_order_relaxed);
+        bucket_mask_hint.store(buckets.size() - 1, std::memory_order_relaxed);
     }
 
     // Removes the item that `link` points at from the table and the LRU, and
@@ -121,6 +127,26 @@ static_assert(sizeof(size_t) == 8 && (1u << 7) == 128, "shard index uses the top
 Cache::Slot Cache::lock(std::string_view key) {
     uint64_t hash = hash_key(key);
     return Slot(*this, shard_for(hash), key, hash);
+}
+
+void Cache::prefetch_bucket(std::string_view key) {
+    uint64_t hash = hash_key(key);
+    Shard& shard = shard_for(hash);
+    Item** buckets = shard.bucket_hint.load(std::memory_order_relaxed);
+    __builtin_prefetch(&buckets[hash & shard.bucket_mask_hint.load(std::memory_order_relaxed)]);
+}
+
+void Cache::prefetch_item(std::string_view key) {
+    uint64_t hash = hash_key(key);
+    Shard& shard = shard_for(hash);
+    // The bucket is read under the lock (a concurrent grow frees the array);
+    // a busy shard is skipped, this is only a hint.
+    std::unique_lock<std::mutex> lock(shard.mutex, std::try_to_lock);
+    if (!lock) return;
+    if (const Item* head = *shard.bucket_for(hash)) {
+        __builtin_prefetch(head);
+        __builtin_prefetch(head->key_data());
+    }
 }
 
 Cache::Slot::Slot(Cache& cache, Shard& shard, std::string_view key, uint64_t hash)

@@ -86,6 +86,12 @@ public:
     };
 
     Slot lock(std::string_view key);
+    // Hints that `key` will be locked soon, so that the cache misses of
+    // several lookups overlap (applying a batch of replicated writes works a
+    // few keys ahead): the first starts loading the key's hash bucket, the
+    // second (once that is loaded) the first item in it.
+    void prefetch_bucket(std::string_view key);
+    void prefetch_item(std::string_view key);
 
     // Removes every item now (flush_all).
     void clear();

@@ -232,6 +232,9 @@ public:
     // the Stamp, a tombstone or a flush stops older writes. Applied mutations
     // are published again (for this node's replicas and other peers).
     ApplyOutcome apply(const Mutation& mutation, OpStats& stats);
+    // Hints that `key` is about to be applied (see Cache::prefetch_bucket).
+    void prefetch_bucket(std::string_view key) { cache_.prefetch_bucket(key); }
+    void prefetch_item(std::string_view key) { cache_.prefetch_item(key); }
     // Sends what the writes recorded in `stats` published (see
     // ReplicationSink::release for `urgent`): the worker calls it at the end
     // of each event-loop pass and before it sleeps, a link once per batch it

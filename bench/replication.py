@@ -255,6 +255,70 @@ def problems(fig):
 
 
 # --------------------------------------------------------------------------
+# CPU budget and CPU use
+
+
+class CpuQuota:
+    """A cgroup (cpu controller, v2 `cpu.max` or v1 `cpu.cfs_quota_us`) that
+    caps a process at `percent` of one CPU, so that the measured servers, not
+    the load generators, are what limits throughput (--server-cpu-quota).
+    `throttled()` is (periods, throttled periods) so far: the report shows the
+    share of periods in which the server wanted more CPU than its budget."""
+
+    PERIOD_US = 10_000
+
+    def __init__(self, name, pid, percent):
+        v2_root = Path("/sys/fs/cgroup")
+        v1_root = Path("/sys/fs/cgroup/cpu")
+        quota_us = int(self.PERIOD_US * percent / 100)
+        v2_controllers = v2_root / "cgroup.subtree_control"
+        if v2_controllers.exists() and "cpu" in v2_controllers.read_text().split():
+            self.path = v2_root / f"memkeep-bench-{name}-{os.getpid()}"
+            self.path.mkdir()
+            (self.path / "cpu.max").write_text(f"{quota_us} {self.PERIOD_US}")
+        elif (v1_root / "cpu.cfs_quota_us").exists():
+            self.path = v1_root / f"memkeep-bench-{name}-{os.getpid()}"
+            self.path.mkdir()
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota_us))
+        else:
+            raise RuntimeError("--server-cpu-quota needs the cgroup cpu controller (v2 cpu.max or v1 cpu.cfs_quota_us)")
+        (self.path / "cgroup.procs").write_text(str(pid))   # all its threads, and those it starts later
+
+    def throttled(self):
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return int(stat["nr_periods"]), int(stat["nr_throttled"])
+
+    def remove(self):
+        # The process has exited (a cgroup with members cannot be removed).
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+def cpu_busy_ticks():
+    """{cpu: (busy, total)} jiffies from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0].startswith("cpu") and fields[0] != "cpu":
+            values = [int(v) for v in fields[1:]]
+            idle = values[3] + values[4]   # idle + iowait
+            out[fields[0][3:]] = (sum(values) - idle, sum(values))
+    return out
+
+
+def busy_percent(before, after, cpus):
+    """Busy share of the CPUs in the comma list `cpus` between two cpu_busy_ticks()."""
+    busy = total = 0
+    for cpu in (cpus.split(",") if cpus else after.keys()):
+        busy += after[cpu][0] - before[cpu][0]
+        total += after[cpu][1] - before[cpu][1]
+    return 100.0 * busy / max(1, total)
+
+
+# --------------------------------------------------------------------------
 # one workload
 
 
@@ -309,7 +373,11 @@ def run_workload(name, workload, args, outdir, kvload_binary):
     print(f"[{name}] {workload['title']}: starting {ALONE}, {PAIRED} and {PEER}", file=sys.stderr, flush=True)
     servers = start_trio(args, outdir, name)
     out = {"server_flags": {label: s.cmd[1:] for label, s in servers.items()}, "rounds": []}
+    quotas = {}
     try:
+        if args.server_cpu_quota:
+            quotas = {label: CpuQuota(label, servers[label].proc.pid, args.server_cpu_quota)
+                      for label in (ALONE, PAIRED)}
         if PEER in servers:
             wait_for(lambda: links_streaming(servers[PAIRED].port) and links_streaming(servers[PEER].port), 30,
                      "both replication links streaming")
@@ -341,6 +409,8 @@ def run_workload(name, workload, args, outdir, kvload_binary):
             peer_cpu_before = common.cpu_seconds(peer_pid) if peer_pid else 0.0
             sampler = LagSampler(servers[PAIRED].port, peer_port(servers), servers[ALONE].port,
                                  args.sample_interval_ms, args.client_cpus, f"{name}-r{i}")
+            throttled_before = {label: q.throttled() for label, q in quotas.items()}
+            ticks_before = cpu_busy_ticks()
             t_start = time.perf_counter_ns()
             sampler.start()
             try:
@@ -348,6 +418,11 @@ def run_workload(name, workload, args, outdir, kvload_binary):
                                               args.duration + args.warmup + 40)
             finally:
                 sampler.stop()
+            ticks_after = cpu_busy_ticks()
+            throttled = {}
+            for label, q in quotas.items():
+                periods, count = (a - b for a, b in zip(q.throttled(), throttled_before[label]))
+                throttled[label] = 100.0 * count / max(1, periods)
             peer_cpu = (common.cpu_seconds(peer_pid) - peer_cpu_before) if peer_pid else 0.0
             t_counted = t_start + int(args.warmup * 1e9)
             lag = sampler.summary(t_counted, t_counted + int(args.duration * 1e9))
@@ -363,6 +438,9 @@ def run_workload(name, workload, args, outdir, kvload_binary):
                 "ratio": figs[PAIRED]["ops_per_s"] / max(1e-9, figs[ALONE]["ops_per_s"]),
                 "cpu_ratio": figs[ALONE]["cpu_us_per_op"] / max(1e-9, figs[PAIRED]["cpu_us_per_op"]),
                 "lag": lag, "order": order,
+                "busy_server_cpus": busy_percent(ticks_before, ticks_after, args.server_cpus),
+                "busy_client_cpus": busy_percent(ticks_before, ticks_after, args.client_cpus),
+                "throttled_percent": throttled,
                 "link_streaming_after": links_streaming(servers[PAIRED].port) if PEER in servers else True,
             }
             out["rounds"].append(result)
@@ -381,6 +459,8 @@ def run_workload(name, workload, args, outdir, kvload_binary):
     finally:
         for s in servers.values():
             common.stop_server(s)
+        for q in quotas.values():
+            q.remove()
     return out
 
 
@@ -409,7 +489,18 @@ def summarize(rounds):
         "paired_p99": med([r[PAIRED]["p99_us"] for r in rounds]),
         "alone_p50": med([r[ALONE]["p50_us"] for r in rounds]),
         "paired_p50": med([r[PAIRED]["p50_us"] for r in rounds]),
+        "busy_server_cpus": med([r["busy_server_cpus"] for r in rounds]),
+        "busy_client_cpus": med([r["busy_client_cpus"] for r in rounds]),
+        "throttled": {label: med([r["throttled_percent"][label] for r in rounds])
+                      for label in rounds[0]["throttled_percent"]},
     }
+
+
+def busy_cell(busy_server, busy_client, throttled):
+    cell = f"{busy_server:.0f} / {busy_client:.0f}"
+    if throttled:
+        cell += f"; {throttled[ALONE]:.0f} / {throttled[PAIRED]:.0f}"
+    return cell
 
 
 def round_problems(r):
@@ -439,7 +530,9 @@ def render(results, args):
            f"with-peer adds `-X RA -x 127.0.0.1:RB{' ' + ' '.join(args.repl_flags) if args.repl_flags else ''}`, "
            f"the peer `-X RB -x 127.0.0.1:RA{' ' + ' '.join(args.repl_flags) if args.repl_flags else ''}`, pinned "
            f"to CPU {args.peer_cpus or 'any'}; ")
-        + f"alone and with-peer pinned to CPU {args.server_cpus or 'any'}",
+        + f"alone and with-peer pinned to CPU {args.server_cpus or 'any'}"
+        + (f", each capped at {args.server_cpu_quota:g}% of one CPU (cgroup cpu quota, 10 ms period)"
+           if args.server_cpu_quota else ""),
         f"- kvload: {args.value_size}-byte values, {args.keys:,} keys, {args.connections} connections, pipeline "
         f"{args.pipeline}, pinned to CPU {args.client_cpus or 'any'}; {args.rounds} paired rounds of {args.warmup} s "
         f"uncounted + {args.duration} s counted per workload",
@@ -458,8 +551,9 @@ def render(results, args):
             f"### {WORKLOADS[name]['title']}",
             "",
             f"| round | {ALONE} ops/s | {PAIRED} ops/s | ratio | CPU µs/op {ALONE} / {PAIRED} / peer "
-            f"| p50 / p99 µs {ALONE} | p50 / p99 µs {PAIRED} | lag p50 / p99 µs (samples) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| p50 / p99 µs {ALONE} | p50 / p99 µs {PAIRED} | lag p50 / p99 µs (samples) "
+            f"| busy % server / client CPUs{'; throttled % ' + ALONE + ' / ' + PAIRED if args.server_cpu_quota else ''} |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for i, r in enumerate(rounds, 1):
             flag = " ⚠" if round_problems(r) else ""
@@ -468,13 +562,15 @@ def render(results, args):
                 f"| {r[ALONE]['cpu_us_per_op']:.1f} / {r[PAIRED]['cpu_us_per_op']:.1f} / {r['peer_cpu_us_per_op']:.1f} "
                 f"| {r[ALONE]['p50_us']:,.0f} / {r[ALONE]['p99_us']:,.0f} "
                 f"| {r[PAIRED]['p50_us']:,.0f} / {r[PAIRED]['p99_us']:,.0f} "
-                f"| {fmt(r['lag']['lag_p50_us'])} / {fmt(r['lag']['lag_p99_us'])} ({r['lag']['samples']}) |")
+                f"| {fmt(r['lag']['lag_p50_us'])} / {fmt(r['lag']['lag_p99_us'])} ({r['lag']['samples']}) "
+                f"| {busy_cell(r['busy_server_cpus'], r['busy_client_cpus'], r['throttled_percent'])} |")
         lines += [
             f"| **median** | **{s['alone_ops']:,.0f}** | **{s['paired_ops']:,.0f}** | **{s['ratio']:.3f}** "
             f"({s['ratio_min']:.3f}–{s['ratio_max']:.3f}) | {s['alone_cpu_us']:.1f} / {s['paired_cpu_us']:.1f} / "
             f"{s['peer_cpu_us']:.1f} | {s['alone_p50']:,.0f} / {s['alone_p99']:,.0f} "
             f"| {s['paired_p50']:,.0f} / {s['paired_p99']:,.0f} "
-            f"| **{fmt(s['lag_p50_us'])} / {fmt(s['lag_p99_us'])}** |",
+            f"| **{fmt(s['lag_p50_us'])} / {fmt(s['lag_p99_us'])}** "
+            f"| {busy_cell(s['busy_server_cpus'], s['busy_client_cpus'], s['throttled'])} |",
             "",
             f"Idle lag (no client load, {w['idle_lag']['samples']} samples): p50 {fmt(w['idle_lag']['lag_p50_us'])} µs, "
             f"p99 {fmt(w['idle_lag']['lag_p99_us'])} µs. Peer caught up at the end: "
@@ -488,7 +584,9 @@ def render(results, args):
         "Ratio: with-peer ops/s ÷ alone ops/s within a round (median, min–max; goal ≥ 0.9). CPU µs/op: each "
         "server's CPU over the whole round ÷ (its ops/s × round length); the peer's is divided by with-peer's ops. "
         "p50/p99: kvload's percentiles of every counted request (medians over rounds). Lag: medians over rounds "
-        "of each round's p50/p99.",
+        "of each round's p50/p99. Busy %: share of the round the server CPUs and the client CPUs were not idle "
+        "(/proc/stat; other tenants included); throttled %: share of the cgroup's 10 ms periods in which the server "
+        "used up its --server-cpu-quota (only with a quota: near 0 means the server was not what limited it).",
         "",
     ]
     return "\n".join(lines) + "\n"
@@ -519,6 +617,9 @@ def parse_args(argv):
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--peer-cpus", default="1")
+    p.add_argument("--server-cpu-quota", type=float, default=0,
+                   help="cap alone and with-peer at this percent of one CPU each (cgroup cpu controller), so "
+                        "that the servers, not the load generators, limit throughput; 0 = no cap")
     p.add_argument("--calibrate", action="store_true",
                    help="control: with-peer started WITHOUT replication flags and no peer (ratio should be ~1.0)")
     p.add_argument("--out")
@@ -529,6 +630,8 @@ def parse_args(argv):
         p.error(f"unknown workloads {unknown}; known: {list(WORKLOADS)}")
     if args.layout == "none":
         args.server_cpus = args.client_cpus = args.peer_cpus = ""
+    if not 0 <= args.server_cpu_quota <= 100:
+        p.error("--server-cpu-quota is a percent of one CPU (0 = off)")
     if args.rounds < 1 or args.rounds > 50 or args.duration <= 0 or args.duration > 600:
         p.error("need 1 <= --rounds <= 50 and 0 < --duration <= 600")
     return args

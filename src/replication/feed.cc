@@ -2,9 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <pthread.h>
-#include <sched.h>
-
 #include <cstring>
 
 #include "replication/auth.h"
@@ -238,13 +235,7 @@ void Feed::read_acks() {
 int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.load(); }
 
 void Feed::run() {
-    if (node_.options.sync_count == 0) {
-        // Asynchronous replication is background work: SCHED_BATCH keeps the
-        // feed from preempting a worker when it wakes (it still gets its fair
-        // share of the CPU). With --repl-sync a client waits on it: normal.
-        sched_param none{};
-        pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
-    }
+    schedule_as_background_work(node_.options);
     Welcome welcome;
     if (handshake(&welcome)) {
         acked_.store(welcome.offset);

@@ -257,6 +257,7 @@ bool Link::session() {
 }
 
 void Link::run() {
+    schedule_as_background_work(node_.options);
     int backoff_ms = kFirstBackoffMs;
     while (!stopping_.load()) {
         if (session()) backoff_ms = kFirstBackoffMs;

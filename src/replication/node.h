@@ -3,6 +3,9 @@
 // log, the options, the counters behind `stats repl`. Owned by Replicator;
 // Feed and Link hold a reference.
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -44,6 +47,16 @@ struct ReplicationCounters {
         full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0},
         sync_timeouts{0};
 };
+
+// Asynchronous replication is background work: a feed or link thread runs as
+// SCHED_BATCH, so that its wake-ups never preempt a worker (or, on a shared
+// CPU, anything else) and it still gets its fair share of the CPU. With
+// --repl-sync clients wait on these threads, so they stay normal.
+inline void schedule_as_background_work(const ReplicationOptions& options) {
+    if (options.sync_count > 0) return;
+    sched_param none{};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
+}
 
 // Milliseconds of a monotonic clock (keepalives, lag, last-receive times).
 inline int64_t monotonic_ms() {

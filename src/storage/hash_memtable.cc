@@ -93,6 +93,8 @@ public:
     class BucketIterator : public rocksdb::MemTableRep::Iterator {
     public:
         explicit BucketIterator(const HashMemtable* table) : table_(table) {}
+        // Its storage is never the heap's (see GetDynamicPrefixIterator).
+        static void operator delete(void*) {}
         bool Valid() const override { return node_ != nullptr; }
         const char* key() const override { return node_->entry(); }
         void Next() override { node_ = node_->next.load(std::memory_order_acquire); }
@@ -153,11 +155,26 @@ public:
                 entries.push_back(node->entry());
             }
         }
-        return make_iterator<SortedIterator>(arena, compare_, std::move(entries));
+        if (arena) return for_arena<SortedIterator>(compare_, std::move(entries));
+        return new SortedIterator(compare_, std::move(entries));
     }
 
     rocksdb::MemTableRep::Iterator* GetDynamicPrefixIterator(rocksdb::Arena* arena) override {
-        return make_iterator<BucketIterator>(arena, this);
+        if (arena) return for_arena<BucketIterator>(this);
+        // Without an arena the caller owns the iterator, but RocksDB's own
+        // MemTableRep::Get (which we cannot override: its LookupKey is not
+        // public) never deletes it, and every read of a key that is not in
+        // RAM goes through it. So these iterators live in a small per-thread
+        // ring that a delete leaves alone (BucketIterator's operator delete
+        // does nothing): nothing to free, nothing leaked. Callers use one at
+        // a time (a Get, MemTable::Update); the ring allows a few nested.
+        constexpr size_t kRing = 8;
+        struct alignas(BucketIterator) Slot {
+            unsigned char bytes[sizeof(BucketIterator)];
+        };
+        thread_local Slot ring[kRing];
+        thread_local size_t next = 0;
+        return new (ring[next++ % kRing].bytes) BucketIterator(this);
     }
 
     void prefetch(const HashMemtableFactory::Upcoming* writes, size_t count) const {
@@ -202,8 +219,7 @@ private:
     // it, and its Arena type is not public: the storage is kept here and
     // freed with the memtable, which outlives its iterators.
     template <typename It, typename... Args>
-    rocksdb::MemTableRep::Iterator* make_iterator(rocksdb::Arena* arena, Args&&... args) {
-        if (!arena) return new It(std::forward<Args>(args)...);
+    rocksdb::MemTableRep::Iterator* for_arena(Args&&... args) {
         void* storage = ::operator new(sizeof(It));
         {
             std::lock_guard<std::mutex> guard(iterators_mutex_);

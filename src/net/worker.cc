@@ -228,6 +228,9 @@ void Worker::run() {
         }
     }
     while (!connections_.empty()) close_entry(connections_.begin()->first);
+    // What the last passes wrote goes to the other nodes without waiting
+    // for the gathering interval.
+    engine_.flush_replication(op_stats_, /*urgent=*/true);
 }
 
 }  // namespace memkeep::net

@@ -9,6 +9,7 @@
 
 #include "engine/cache.h"
 #include "engine/clock.h"
+#include "numbered_key.h"
 
 namespace memkeep::engine {
 namespace {
@@ -329,7 +330,7 @@ TEST(Cache, ClearReturnsBudgetToZero) {
     Cache cache(options(1 << 20));
     size_t expected = 0;
     for (int i = 0; i < 1000; ++i) {  // enough to grow some shards' tables
-        std::string key = "item" + std::to_string(i);
+        std::string key = numbered_key("item", i);
         ASSERT_TRUE(put(cache, key, 0, i % 50));
         expected += item_footprint(key.size(), i % 50);
     }
@@ -338,7 +339,7 @@ TEST(Cache, ClearReturnsBudgetToZero) {
     EXPECT_EQ(c.total_items, 1000u);
     EXPECT_EQ(c.linked_bytes, expected);
     EXPECT_EQ(cache.budget().used(), expected);
-    for (int i = 0; i < 1000; i += 97) EXPECT_TRUE(present(cache, "item" + std::to_string(i)));
+    for (int i = 0; i < 1000; i += 97) EXPECT_TRUE(present(cache, numbered_key("item", i)));
 
     ItemRef held;
     {
@@ -358,15 +359,15 @@ TEST(Cache, ClearReturnsBudgetToZero) {
 
 TEST(Cache, TableGrowthKeepsEveryItemFindable) {
     Cache cache(options(64 << 20));
-    for (int i = 0; i < 200000; ++i) ASSERT_TRUE(put(cache, "g" + std::to_string(i), 0, 1));
-    for (int i = 0; i < 200000; ++i) ASSERT_TRUE(present(cache, "g" + std::to_string(i))) << i;
+    for (int i = 0; i < 200000; ++i) ASSERT_TRUE(put(cache, numbered_key("g", i), 0, 1));
+    for (int i = 0; i < 200000; ++i) ASSERT_TRUE(present(cache, numbered_key("g", i))) << i;
     EXPECT_EQ(cache.counters().current_items, 200000u);
 }
 
 TEST(Cache, SweepExpired) {
     Cache cache(options(1 << 20));
-    for (int i = 0; i < 5; ++i) put(cache, "exp" + std::to_string(i), 1000);
-    for (int i = 0; i < 3; ++i) put(cache, "keep" + std::to_string(i), 0);
+    for (int i = 0; i < 5; ++i) put(cache, numbered_key("exp", i), 1000);
+    for (int i = 0; i < 3; ++i) put(cache, numbered_key("keep", i), 0);
     put(cache, "later", 3000);
 
     EXPECT_EQ(cache.sweep_expired(999, 1 << 16), 0u);
@@ -387,7 +388,7 @@ TEST(Cache, SweepExpired) {
 
 TEST(Cache, SweepInSlicesCoversEveryBucket) {
     Cache cache(options(1 << 20));
-    for (int i = 0; i < 300; ++i) put(cache, "s" + std::to_string(i), 1000);
+    for (int i = 0; i < 300; ++i) put(cache, numbered_key("s", i), 1000);
     // 512 buckets per shard, 64 per call: 8 calls visit every bucket once.
     size_t freed = 0;
     for (int call = 0; call < 8; ++call) freed += cache.sweep_expired(2000, 64);

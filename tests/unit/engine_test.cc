@@ -10,6 +10,7 @@
 
 #include "engine/clock.h"
 #include "engine/engine.h"
+#include "numbered_key.h"
 
 namespace memkeep::engine {
 namespace {
@@ -693,7 +694,7 @@ protected:
 TEST_F(TinyEngineTest, EvictsWhenFull) {
     std::string value(100, 'v');
     for (int i = 0; i < 10; ++i) {
-        ASSERT_EQ(store("k" + std::to_string(i), value).status, StoreStatus::kStored);
+        ASSERT_EQ(store(numbered_key("k", i), value).status, StoreStatus::kStored);
     }
     EXPECT_EQ(engine_.cache().budget().used(), 10 * item_footprint(2, 100));
     EXPECT_EQ(engine_.cache().counters().evictions, 0u);
@@ -706,7 +707,7 @@ TEST_F(TinyEngineTest, EvictsWhenFull) {
     EXPECT_EQ(engine_.cache().budget().used(), 10 * item_footprint(2, 100));
     EXPECT_EQ(*peek("kX"), value);
     int present = 0;
-    for (int i = 0; i < 10; ++i) present += peek("k" + std::to_string(i)).has_value();
+    for (int i = 0; i < 10; ++i) present += peek(numbered_key("k", i)).has_value();
     EXPECT_EQ(present, 9);
 }
 
@@ -726,13 +727,13 @@ protected:
 TEST_F(NoEvictEngineTest, FullCacheGivesNoMemory) {
     std::string value(100, 'v');
     for (int i = 0; i < 10; ++i) {
-        ASSERT_EQ(store("k" + std::to_string(i), value).status, StoreStatus::kStored);
+        ASSERT_EQ(store(numbered_key("k", i), value).status, StoreStatus::kStored);
     }
     EXPECT_EQ(store("kX", value).status, StoreStatus::kNoMemory);
     EXPECT_EQ(stats_.store_no_memory.get(), 1u);
     EXPECT_EQ(engine_.cache().counters().evictions, 0u);
     EXPECT_EQ(engine_.cache().counters().current_items, 10u);
-    for (int i = 0; i < 10; ++i) EXPECT_TRUE(peek("k" + std::to_string(i)));
+    for (int i = 0; i < 10; ++i) EXPECT_TRUE(peek(numbered_key("k", i)));
     EXPECT_FALSE(peek("kX"));
 
     // A set that fails for memory drops the old value when asked to.
@@ -745,7 +746,7 @@ TEST_F(NoEvictEngineTest, FullCacheGivesNoMemory) {
 
 TEST_F(NoEvictEngineTest, ExpiredItemsAreStillReclaimed) {
     std::string value(100, 'v');
-    for (int i = 0; i < 9; ++i) store("k" + std::to_string(i), value);
+    for (int i = 0; i < 9; ++i) store(numbered_key("k", i), value);
     store("k9", value, StoreMode::kSet, 0, kFarFuture);
     engine_.touch("k9", -1, stats_);  // expires it in place
     EXPECT_EQ(store("kX", value).status, StoreStatus::kStored);
@@ -755,7 +756,7 @@ TEST_F(NoEvictEngineTest, ExpiredItemsAreStillReclaimed) {
 
 TEST_F(NoEvictEngineTest, AppendThatDoesNotFitIsNotStored) {
     std::string value(100, 'v');
-    for (int i = 0; i < 9; ++i) store("k" + std::to_string(i), value);
+    for (int i = 0; i < 9; ++i) store(numbered_key("k", i), value);
     // One slot left: the appended data takes it, the combined copy cannot fit.
     EXPECT_EQ(store("k0", value, StoreMode::kAppend).status, StoreStatus::kNotStored);
     EXPECT_EQ(stats_.store_no_memory.get(), 1u);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "storage/record_codec.h"
+#include "numbered_key.h"
 
 namespace memkeep::storage {
 namespace {
@@ -38,7 +39,7 @@ struct Queue {
         writes.added(QueuedWrites::Kind::kRemove, key.size(), 0, batch.GetDataSize());
     }
     void put_meta(std::string_view name, std::string_view value) {
-        ASSERT_TRUE(batch.Put("m" + std::string(name), rocksdb::Slice(value.data(), value.size())).ok());
+        ASSERT_TRUE(batch.Put(std::string("m").append(name), rocksdb::Slice(value.data(), value.size())).ok());
     }
     QueuedWrites::Found find(std::string_view key, Record* out) { return writes.find(key, batch.Data(), out); }
     void clear() {
@@ -92,24 +93,24 @@ TEST(QueuedWrites, ClearForgetsEverythingAndIsReused) {
     for (int batch = 0; batch < 5; ++batch) {
         // More keys than the first index size, so the index grows.
         for (int i = 0; i < 3000; ++i) {
-            std::string key = "key" + std::to_string(i) + "-" + std::to_string(batch);
-            queue.put(key, record("value" + std::to_string(i)));
+            std::string key = numbered_key("key", i) + numbered_key("-", batch);
+            queue.put(key, record(numbered_key("value", i)));
             if (i == 100) {  // a read in the middle of the batch
                 ASSERT_EQ(queue.find(key, &out), QueuedWrites::Found::kRecord);
             }
         }
         for (int i = 0; i < 3000; i += 7) {
-            std::string key = "key" + std::to_string(i) + "-" + std::to_string(batch);
+            std::string key = numbered_key("key", i) + numbered_key("-", batch);
             ASSERT_EQ(queue.find(key, &out), QueuedWrites::Found::kRecord) << key;
-            EXPECT_EQ(out.value, "value" + std::to_string(i));
+            EXPECT_EQ(out.value, numbered_key("value", i));
         }
         if (batch > 0) {
-            EXPECT_EQ(queue.find("key1-" + std::to_string(batch - 1), &out), QueuedWrites::Found::kNothing);
+            EXPECT_EQ(queue.find(numbered_key("key1-", batch - 1), &out), QueuedWrites::Found::kNothing);
         }
         EXPECT_EQ(queue.writes.count(), 3000u);
         queue.clear();
         EXPECT_TRUE(queue.writes.empty());
-        EXPECT_EQ(queue.find("key1-" + std::to_string(batch), &out), QueuedWrites::Found::kNothing);
+        EXPECT_EQ(queue.find(numbered_key("key1-", batch), &out), QueuedWrites::Found::kNothing);
     }
 }
 

@@ -13,6 +13,7 @@
 #include "replication/backlog.h"
 #include "replication/endpoint.h"
 #include "replication/wire.h"
+#include "numbered_key.h"
 
 namespace memkeep::replication {
 namespace {
@@ -136,7 +137,7 @@ TEST(BacklogTest, OldEntriesAreDroppedAndReportedLostAcrossWraps) {
     ReplicationLog log(1024);
     std::string value(100, 'v');
     uint64_t end = 0;
-    for (int i = 0; i < 100; ++i) end = log.append(set_mutation("key" + std::to_string(i), value, i + 1));
+    for (int i = 0; i < 100; ++i) end = log.append(set_mutation(numbered_key("key", i), value, i + 1));
     EXPECT_LE(log.end() - log.start(), 1024u);
     EXPECT_EQ(log.end(), end);
     std::string out;

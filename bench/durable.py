@@ -293,8 +293,7 @@ def measure(server, kvload_binary, args, outdir, *, workload, value_size, pipeli
         "server_cpu_percent": 100.0 * (cpu1 - cpu0) / run_seconds,
         "settle_s": settle_s, "settle_cpu_s": settle_cpu,
         "server_cpu_us_per_op": 1e6 * (cpu1 - cpu0 + settle_cpu) / ops_whole_run if ops_whole_run else None,
-        "cpu_busy_percent": {c: 100.0 * (busy1[c][0] - busy0[c][0]) / max(1, busy1[c][1] - busy0[c][1])
-                             for c in busy1 if c in busy0},
+        "cpu_busy_percent": common.busy_percent_by_cpu(busy0, busy1),
     })
     if before and after:
         for key in ("storage_reads_from_disk", "storage_disk_reads", "storage_wal_syncs"):
@@ -637,7 +636,7 @@ def main(argv):
         "systems": args.systems,
         "memkeep": memkeep_info,
         "redis_version": redis_version.split(" sha=")[0],
-        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_before": common.loadavg(),
         "cells": [],
         "loads": [],
         "footprint": [],
@@ -689,7 +688,7 @@ def main(argv):
     finally:
         PROCESSES.stop_all()
         results["wall_seconds"] = time.monotonic() - t_start
-        results["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        results["loadavg_after"] = common.loadavg()
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         if not args.keep_data:
             shutil.rmtree(outdir / "data", ignore_errors=True)

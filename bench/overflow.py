@@ -213,9 +213,7 @@ def measured_round(servers, kvload_binary, args, outdir, index, duration):
     figs = run_pair(servers, kvload_binary, args, outdir, name, load=False, duration=duration,
                     warmup=args.round_warmup, seed=100 + index, order=order, limit=duration + args.round_warmup + 30)
     busy_after = common.cpu_busy_counters()
-    out = {"cpu_busy_percent": {
-        cpu: 100.0 * (busy_after[cpu][0] - busy_before[cpu][0]) / max(1, busy_after[cpu][1] - busy_before[cpu][1])
-        for cpu in busy_after if cpu in busy_before}}
+    out = {"cpu_busy_percent": common.busy_percent_by_cpu(busy_before, busy_after)}
     for label, server in servers.items():
         after = all_stats(server)
         fig = figs[label]
@@ -474,7 +472,7 @@ def main(argv):
         "git_commit": common.git_commit(),
         "command": "bench/overflow.py" + ("" if not argv else " " + " ".join(argv)),
         "args": vars(args),
-        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_before": common.loadavg(),
         "rounds": [],
         "versions": {},
     }
@@ -505,7 +503,7 @@ def main(argv):
                                 "stats": all_stats(s)} for lbl, s in servers.items()}
     finally:
         PROCESSES.stop_all()
-        results["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        results["loadavg_after"] = common.loadavg()
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         if not args.keep_data:
             shutil.rmtree(outdir / "data", ignore_errors=True)

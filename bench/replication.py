@@ -255,7 +255,7 @@ def problems(fig):
 
 
 # --------------------------------------------------------------------------
-# CPU budget and CPU use
+# CPU budget
 
 
 class CpuQuota:
@@ -295,27 +295,6 @@ class CpuQuota:
             self.path.rmdir()
         except OSError:
             pass
-
-
-def cpu_busy_ticks():
-    """{cpu: (busy, total)} jiffies from /proc/stat."""
-    out = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        fields = line.split()
-        if fields[0].startswith("cpu") and fields[0] != "cpu":
-            values = [int(v) for v in fields[1:]]
-            idle = values[3] + values[4]   # idle + iowait
-            out[fields[0][3:]] = (sum(values) - idle, sum(values))
-    return out
-
-
-def busy_percent(before, after, cpus):
-    """Busy share of the CPUs in the comma list `cpus` between two cpu_busy_ticks()."""
-    busy = total = 0
-    for cpu in (cpus.split(",") if cpus else after.keys()):
-        busy += after[cpu][0] - before[cpu][0]
-        total += after[cpu][1] - before[cpu][1]
-    return 100.0 * busy / max(1, total)
 
 
 # --------------------------------------------------------------------------
@@ -410,7 +389,7 @@ def run_workload(name, workload, args, outdir, kvload_binary):
             sampler = LagSampler(servers[PAIRED].port, peer_port(servers), servers[ALONE].port,
                                  args.sample_interval_ms, args.client_cpus, f"{name}-r{i}")
             throttled_before = {label: q.throttled() for label, q in quotas.items()}
-            ticks_before = cpu_busy_ticks()
+            ticks_before = common.cpu_busy_counters()
             t_start = time.perf_counter_ns()
             sampler.start()
             try:
@@ -418,7 +397,7 @@ def run_workload(name, workload, args, outdir, kvload_binary):
                                               args.duration + args.warmup + 40)
             finally:
                 sampler.stop()
-            ticks_after = cpu_busy_ticks()
+            ticks_after = common.cpu_busy_counters()
             throttled = {}
             for label, q in quotas.items():
                 periods, count = (a - b for a, b in zip(q.throttled(), throttled_before[label]))
@@ -438,8 +417,8 @@ def run_workload(name, workload, args, outdir, kvload_binary):
                 "ratio": figs[PAIRED]["ops_per_s"] / max(1e-9, figs[ALONE]["ops_per_s"]),
                 "cpu_ratio": figs[ALONE]["cpu_us_per_op"] / max(1e-9, figs[PAIRED]["cpu_us_per_op"]),
                 "lag": lag, "order": order,
-                "busy_server_cpus": busy_percent(ticks_before, ticks_after, args.server_cpus),
-                "busy_client_cpus": busy_percent(ticks_before, ticks_after, args.client_cpus),
+                "busy_server_cpus": common.busy_percent(ticks_before, ticks_after, args.server_cpus),
+                "busy_client_cpus": common.busy_percent(ticks_before, ticks_after, args.client_cpus),
                 "throttled_percent": throttled,
                 "link_streaming_after": links_streaming(servers[PAIRED].port) if PEER in servers else True,
             }
@@ -673,7 +652,7 @@ def main(argv):
         "binary": binary_info(args.candidate),
         "command": "bench/replication.py " + " ".join(argv),
         "args": vars(args),
-        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_before": common.loadavg(),
         "workloads": {},
     }
     try:
@@ -684,7 +663,7 @@ def main(argv):
             (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         PROCESSES.stop_all()
-        results["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        results["loadavg_after"] = common.loadavg()
         for w in results["workloads"].values():
             if w.get("rounds"):
                 w["summary"] = summarize(w["rounds"])

@@ -251,6 +251,25 @@ def cpu_busy_counters():
     return out
 
 
+def busy_percent(before, after, cpus=""):
+    """How busy the CPUs in the comma list `cpus` ("0,1"; empty: all) were,
+    together, between two cpu_busy_counters()."""
+    names = [f"cpu{c}" for c in cpus.split(",")] if cpus else [c for c in after if c in before]
+    busy = sum(after[c][0] - before[c][0] for c in names)
+    total = sum(after[c][1] - before[c][1] for c in names)
+    return 100.0 * busy / max(1, total)
+
+
+def busy_percent_by_cpu(before, after):
+    """{"cpu0": percent, ...} between two cpu_busy_counters()."""
+    return {c: busy_percent(before, after, c[3:]) for c in after if c in before}
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def vm_rss_bytes(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -482,11 +501,7 @@ def run_round(workload, servers, round_index, args, outdir, sampler_binary, rt_p
             / max(1, load["requests"]),
         }
         figures[server.label]["problems"] = validity_problems(workload, figures[server.label], args.concurrency)
-    figures["cpu_busy_percent"] = {
-        cpu: 100.0 * (busy_after[cpu][0] - busy_before[cpu][0])
-        / max(1, busy_after[cpu][1] - busy_before[cpu][1])
-        for cpu in busy_after if cpu in busy_before
-    }
+    figures["cpu_busy_percent"] = busy_percent_by_cpu(busy_before, busy_after)
     return figures
 
 
@@ -838,7 +853,7 @@ def main(argv):
         "args": vars(args),
         "labels": {"baseline": base_label, "candidate": cand_label},
         "binaries": {"baseline": args.baseline, "candidate": candidate_binary},
-        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_before": loadavg(),
         "workloads": {},
     }
     sampler_binary = build_sampler() if any(w in WORKLOADS for w in args.workloads) else None
@@ -881,7 +896,7 @@ def main(argv):
             }
     finally:
         PROCESSES.stop_all()
-        results["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        results["loadavg_after"] = loadavg()
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
     report = render_report(results, args)

@@ -184,7 +184,7 @@ def main(argv):
         "git_commit": common.git_commit(),
         "command": "bench/tls.py " + " ".join(argv),
         "args": vars(args),
-        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_before": common.loadavg(),
         "rounds": [],
     }
     try:
@@ -219,7 +219,7 @@ def main(argv):
                 if args.plain else "(stats not read over TLS)"
     finally:
         PROCESSES.stop_all()
-        results["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        results["loadavg_after"] = common.loadavg()
         (outdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
     rounds = results["rounds"]

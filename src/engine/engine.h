@@ -237,8 +237,8 @@ public:
     void prefetch_item(std::string_view key) { cache_.prefetch_item(key); }
     // Sends what the writes recorded in `stats` published (see
     // ReplicationSink::release for `urgent`): the worker calls it at the end
-    // of each event-loop pass and before it sleeps, a link once per batch it
-    // applied.
+    // of each event-loop pass, a link once per batch it applied. What was not
+    // released yet stays pending in `stats` (replication_pending).
     void flush_replication(OpStats& stats, bool urgent);
     bool replication_pending(const OpStats& stats) const { return stats.replication_pending; }
     // Calls `visit` with a mutation for every flush horizon, item and

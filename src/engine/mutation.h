@@ -67,10 +67,10 @@ public:
     // Hands what was published to the connections that send the log to
     // other nodes, and wakes them; returns whether it did. Called once per
     // batch of writes, not per mutation: one wake-up carries many writes.
-    // `urgent` (a worker about to sleep, a batch applied from another node, a
-    // --repl-sync write): now. Otherwise only if the last release is older
-    // than the gathering interval, so that under load a wake-up carries a
-    // couple of milliseconds of writes.
+    // `urgent` (a batch applied from another node, a --repl-sync write, a
+    // worker shutting down): now. Otherwise only if the last release is
+    // older than the gathering interval, so that under load a wake-up carries
+    // a couple of milliseconds of writes.
     virtual bool release(bool urgent) = 0;
     // The gathering interval of release (milliseconds).
     static constexpr int kGatherMs = 2;

@@ -62,8 +62,9 @@ private:
     };
 
     void run();
-    // epoll_wait for the next pass (without sleeping when connections are
-    // ready to resume); hands pending replication over before it sleeps.
+    // epoll_wait for the next pass: no sleep when connections are ready to
+    // resume, and no longer than the replication gathering interval while
+    // this worker's writes wait to be handed over.
     int wait_for_events(epoll_event* events);
     void accept_queued();
     // Applies a connection's status: closes it or updates its epoll interest.

@@ -154,10 +154,7 @@ bool Feed::stream_from(uint64_t offset) {
                     "replication: {} fell behind the backlog (--repl-backlog); it will reconnect for a full sync",
                     address_));
                 return false;
-            case ReplicationLog::ReadResult::kNothing: {
-                if (!node_.log.wait_beyond(offset, kKeepaliveInterval) && !ping(offset)) return false;
-                continue;
-            }
+            case ReplicationLog::ReadResult::kNothing: continue;   // the wait above does the waiting
             case ReplicationLog::ReadResult::kOk: break;
         }
         std::memcpy(payload.data(), &next, 8);

@@ -3,10 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdlib>
 
+#include "replication/apply_batch.h"
 #include "replication/auth.h"
 #include "storage/backend.h"
 
@@ -82,39 +82,14 @@ void Link::set_state(State state, const std::string& why) {
 }
 
 bool Link::apply_records(std::string_view entries) {
+    BatchOutcome outcome = apply_batch(node_.engine, entries, apply_stats_);
     ReplicationCounters& counters = node_.counters;
-    // Records are decoded a few ahead of the one applied: the hash bucket of
-    // a key is prefetched when it is decoded, its item halfway to its turn,
-    // so that the cache misses of several lookups overlap instead of coming
-    // one after another (they were most of what applying a record cost).
-    constexpr size_t kAhead = 8;
-    std::array<engine::Mutation, kAhead> ahead;
-    size_t decoded = 0, applied = 0;
-    bool garbage = false;   // the records before it still apply
-    for (;;) {
-        while (decoded - applied < kAhead && !entries.empty() && !garbage) {
-            engine::Mutation& next = ahead[decoded % kAhead];
-            size_t used = decode_mutation(entries, &next);
-            if (used == 0) {
-                garbage = true;
-                break;
-            }
-            entries.remove_prefix(used);
-            node_.engine.prefetch_bucket(next.key);
-            ++decoded;
-        }
-        if (applied == decoded) break;
-        if (applied + kAhead / 2 < decoded) node_.engine.prefetch_item(ahead[(applied + kAhead / 2) % kAhead].key);
-        const engine::Mutation& mutation = ahead[applied++ % kAhead];
-        counters.records_received.fetch_add(1, std::memory_order_relaxed);
-        switch (node_.engine.apply(mutation, apply_stats_)) {
-            case engine::ApplyOutcome::kApplied: counters.records_applied.fetch_add(1, std::memory_order_relaxed); break;
-            case engine::ApplyOutcome::kDuplicate: counters.duplicates.fetch_add(1, std::memory_order_relaxed); break;
-            case engine::ApplyOutcome::kConflict: counters.conflicts.fetch_add(1, std::memory_order_relaxed); break;
-            case engine::ApplyOutcome::kFailed: counters.apply_failures.fetch_add(1, std::memory_order_relaxed); break;
-        }
-    }
-    return !garbage;
+    counters.records_received.fetch_add(outcome.received, std::memory_order_relaxed);
+    counters.records_applied.fetch_add(outcome.applied, std::memory_order_relaxed);
+    counters.duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
+    counters.conflicts.fetch_add(outcome.conflicts, std::memory_order_relaxed);
+    counters.apply_failures.fetch_add(outcome.failures, std::memory_order_relaxed);
+    return !outcome.garbage;
 }
 
 bool Link::session() {

@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes as what another node sends on a
 // replication connection. Each frame-sized piece goes through the handshake
-// decoders, and RECORDS-shaped payloads through decode_mutation into a real
+// decoders, and RECORDS-shaped payloads through apply_batch into a real
 // engine with a sink behind it (Engine::apply: last-writer-wins, tombstones,
 // flush horizons). Finds crashes, sanitizer reports and hangs; behaviour is
 // checked by the unit and integration tests.
@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "engine/engine.h"
+#include "replication/apply_batch.h"
 #include "replication/backlog.h"
 #include "replication/wire.h"
 #include "fuzz_support.h"
@@ -79,13 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             default: {
                 // RECORDS (after its 8-byte offset) or SNAPSHOT_RECORDS: apply each.
                 if (type == static_cast<uint8_t>(FrameType::kRecords)) payload.remove_prefix(std::min<size_t>(8, payload.size()));
-                while (!payload.empty()) {
-                    memkeep::engine::Mutation mutation;
-                    size_t used = decode_mutation(payload, &mutation);
-                    if (used == 0) break;
-                    replicating_engine().apply(mutation, stats);
-                    payload.remove_prefix(used);
-                }
+                apply_batch(replicating_engine(), payload, stats);
             }
         }
     }

@@ -6,9 +6,11 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "engine/engine.h"
 #include "engine/tombstones.h"
+#include "replication/apply_batch.h"
 #include "replication/auth.h"
 #include "replication/backlog.h"
 #include "replication/endpoint.h"
@@ -261,6 +263,43 @@ TEST_F(ApplyTest, NewerVersionWinsOlderAndEqualAreIgnored) {
     // Same version from another node: the higher tag wins, on every node alike.
     EXPECT_EQ(engine_.apply(set_mutation("k", "v3", 200, 4), stats_), engine::ApplyOutcome::kApplied);
     EXPECT_EQ(value_of("k"), "v3");
+}
+
+TEST_F(ApplyTest, ABatchAppliesEveryRecordInOrderAndStopsAtGarbage) {
+    // More records than apply_batch decodes ahead, a key written many times
+    // in the batch, one duplicate, one older write, then an entry that does
+    // not decode and a valid one after it.
+    std::string entries;
+    std::vector<std::string> values, keys;
+    for (int i = 0; i < 20; ++i) values.push_back(numbered_key("v", i));
+    for (int i = 0; i < 20; ++i) keys.push_back(numbered_key("d", i));
+    for (int i = 0; i < 20; ++i) {
+        encode_mutation(set_mutation("same", values[i], 100 + i), entries);
+        encode_mutation(set_mutation(keys[i], values[i], 500 + i), entries);
+    }
+    encode_mutation(set_mutation(keys[3], values[3], 503), entries);   // duplicate
+    encode_mutation(set_mutation("same", "old", 50), entries);         // older: conflict
+    entries.append("\x02\x00\x00\x00ab", 6);                          // a length below any mutation's
+    encode_mutation(set_mutation("after", "x", 900), entries);
+
+    BatchOutcome outcome = apply_batch(engine_, entries, stats_);
+    EXPECT_TRUE(outcome.garbage);
+    EXPECT_EQ(outcome.received, 42u);
+    EXPECT_EQ(outcome.applied, 40u);
+    EXPECT_EQ(outcome.duplicates, 1u);
+    EXPECT_EQ(outcome.conflicts, 1u);
+    EXPECT_EQ(outcome.failures, 0u);
+    EXPECT_EQ(value_of("same"), "v19");
+    EXPECT_EQ(cas_of("same"), 119u);
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(value_of(keys[i]), values[i]) << i;
+    EXPECT_EQ(value_of("after"), "<miss>");
+
+    std::string clean;
+    encode_mutation(set_mutation("after", "x", 900), clean);
+    outcome = apply_batch(engine_, clean, stats_);
+    EXPECT_FALSE(outcome.garbage);
+    EXPECT_EQ(outcome.applied, 1u);
+    EXPECT_EQ(value_of("after"), "x");
 }
 
 TEST_F(ApplyTest, ATombstoneStopsAnOlderSetFromResurrectingTheKey) {

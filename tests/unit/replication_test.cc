@@ -279,7 +279,7 @@ TEST_F(ApplyTest, ABatchAppliesEveryRecordInOrderAndStopsAtGarbage) {
     }
     encode_mutation(set_mutation(keys[3], values[3], 503), entries);   // duplicate
     encode_mutation(set_mutation("same", "old", 50), entries);         // older: conflict
-    entries.append("\x02\x00\x00\x00ab", 6);                          // a length below any mutation's
+    entries.append(std::string("\x02\0\0\0", 4)).append("ab");        // a length below any mutation's
     encode_mutation(set_mutation("after", "x", 900), entries);
 
     BatchOutcome outcome = apply_batch(engine_, entries, stats_);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake g++ clang libclang-rt-14-dev
   libcli11-dev libfmt-dev libxxhash-dev libgtest-dev librocksdb-dev
-  python3 python3-pytest python3-pymemcache
+  python3 python3-pytest python3-pymemcache python3-hypothesis python3-pytest-xdist
   memcached libmemcached-tools
   libssl-dev openssl libsasl2-dev libsasl2-modules sasl2-bin
 )

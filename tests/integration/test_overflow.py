@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import MEMKEEP_BIN, free_port
+from hostile import rss_mib
 
 pytestmark = pytest.mark.memkeep_only
 
@@ -59,14 +60,6 @@ def push_out_of_ram(c, megabytes=12, tag=b"filler"):
     value = b"f" * 8000
     for i in range(megabytes * MIB // len(value)):
         set_value(c, b"%s-%d" % (tag, i), value)
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_hundreds_of_megabytes_with_16mb_of_ram(server_factory, tmp_path):

@@ -465,8 +465,10 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
             }
             stats.cas_hits.add();
             if (invalidating) {
-                // The replacement stays stale, and a recache already handed
+                // The replacement stays stale, keeps the old item's TTL
+                // (memcached's do_store_item), and a recache already handed
                 // out for the old version stays handed out.
+                item->exptime = old->exptime;
                 item->state |= kItemStale | (old->state & kItemTokenSent);
             }
         } else if (request.mode == StoreMode::kAdd) {

@@ -419,6 +419,19 @@ def test_ms_I_replacing_a_stale_item_keeps_the_win_taken(client):
     assert_exchange(client, b"mg s v\r\n", b"VA 1 Z X\r\nb\r\n")
 
 
+def test_ms_I_stale_store_keeps_the_old_ttl(client):
+    # memcached's t/metaget.t "serve stale": a stale set (I, lower CAS)
+    # replaces the value but keeps the item's TTL, whatever T it carries.
+    store(client, b"s", b"moo")
+    assert_exchange(client, b"md s I T30\r\n", b"HD\r\n")
+    line = exchange(client, b"mg s c\r\n")
+    stale_cas = int(re.fullmatch(rb"HD c(\d+) X W\r\n", line).group(1))
+    assert_exchange(client, b"ms s 1 I T90 C%d\r\nf\r\n" % (stale_cas - 1), b"HD\r\n")
+    line = exchange(client, b"mg s t v\r\n")
+    match = re.fullmatch(rb"VA 1 t(\d+) Z X\r\nf\r\n", line)
+    assert match and ttl_matches(match.group(1), 30), line
+
+
 # ---------------------------------------------------------------- ms
 
 

@@ -485,7 +485,10 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                 if (!request.vivify_exptime) return {StoreStatus::kNotStored};
                 item->exptime = expiry(*request.vivify_exptime);
             } else {
-                if (request.compare_cas && old->cas != *request.compare_cas) return {StoreStatus::kExists};
+                // A compare value of 0 compares nothing here (memcached's do_store_item).
+                if (request.compare_cas.value_or(0) != 0 && old->cas != *request.compare_cas) {
+                    return {StoreStatus::kExists};
+                }
                 // Build old+new (or new+old) without holding the lock, then
                 // come back and link it if the old item is still current.
                 ItemRef current = slot->share(old);
@@ -612,7 +615,8 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
         // memcached (do_add_delta) finds an empty value non-numeric before it
         // compares the CAS, and any other value after.
         if (item->value_length == 0) return {ArithmeticStatus::kNonNumeric};
-        if (request.compare_cas && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
+        // A compare value of 0 compares nothing (memcached's do_add_delta).
+        if (request.compare_cas.value_or(0) != 0 && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
 
         uint64_t value = 0;
         if (!parse_counter(item->value(), &value)) return {ArithmeticStatus::kNonNumeric};

@@ -984,3 +984,17 @@ def test_meta_and_text_commands_mix(client):
     assert_exchange(client, b"mg t v f\r\n", b"VA 1 f0\r\nx\r\n")
     assert_exchange(client, b"ms t 1 F9\r\ny\r\n", b"HD\r\n")
     client.assert_reply(b"get t\r\n", b"VALUE t 9 1\r\ny\r\nEND\r\n")
+
+
+def test_C0_compares_nothing_for_ma_and_append_but_fails_a_set_or_delete(client):
+    # memcached 1.6.18: a CAS of 0 means "no compare" in do_add_delta and
+    # for append/prepend in do_store_item, but a set or delete with C0
+    # compares (and fails against any real CAS).
+    store(client, b"n", b"5")
+    assert_exchange(client, b"ma n C0 v\r\n", b"VA 1\r\n6\r\n")
+    store(client, b"x", b"a")
+    assert_exchange(client, b"ma x C0\r\n", b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+    assert_exchange(client, b"ms x 1 C0\r\nb\r\n", b"EX\r\n")
+    assert_exchange(client, b"md x C0\r\n", b"EX\r\n")
+    assert_exchange(client, b"ms x 1 C0 MA\r\nc\r\n", b"HD\r\n")
+    assert_exchange(client, b"mg x v\r\n", b"VA 2\r\nac\r\n")

@@ -998,3 +998,21 @@ def test_C0_compares_nothing_for_ma_and_append_but_fails_a_set_or_delete(client)
     assert_exchange(client, b"md x C0\r\n", b"EX\r\n")
     assert_exchange(client, b"ms x 1 C0 MA\r\nc\r\n", b"HD\r\n")
     assert_exchange(client, b"mg x v\r\n", b"VA 2\r\nac\r\n")
+
+
+@pytest.mark.parametrize("line, error", [
+    (b"mg foo \xff\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo \x7f\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo Tabc v v\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo Fx\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+    (b"mg foo Fx Tq\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
+    (b"mg foo O" + b"o" * 40 + b" v v\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo O" + b"o" * 40 + b" Tx\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
+    (b"ms foo 20 O7 Cabc c C99\r\n" + b"9" * 20 + b"\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+])
+def test_flag_errors_follow_memcacheds_scan(client, line, error):
+    # memcached 1.6.18 keeps scanning after a bad argument (the last message
+    # wins) and stops at a repeated flag; found by the differential test
+    # (seed 3, #578).
+    # (exchange's own `mn` shows an ms data block was swallowed, not run.)
+    assert_exchange(client, line, error)

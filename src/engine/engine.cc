@@ -361,6 +361,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         changed_in_place(*item, durability);
     }
 
+    // Only mg hands out recache tokens: a classic get of a stale item leaves
+    // the win for the next mg (memcached 1.6.18).
     bool won = result.created;
     if (request.recache_below && !item->has(kItemTokenSent) && !result.created && item->exptime != 0 &&
         static_cast<int64_t>(item->exptime) < now + *request.recache_below) {
@@ -371,8 +373,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         result.stale = true;
         if (!item->has(kItemTokenSent)) won = true;
     }
-    if (won) item->state |= kItemTokenSent;
-    result.won = won;
+    if (won && request.recache_tokens) item->state |= kItemTokenSent;
+    result.won = won && request.recache_tokens;
 
     if (request.bump) Cache::Slot::mark_used(item, now);
     result.exptime = item->exptime;
@@ -458,7 +460,8 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
             }
             // With CAS disabled (-C) no compare can succeed, as in memcached.
             bool matches = config_.cas_enabled && old->cas == *request.compare_cas;
-            bool invalidating = request.invalidate && *request.compare_cas < old->cas;
+            // A compare value of 0 never invalidates (memcached: CAS_NONE comes first).
+            bool invalidating = request.invalidate && *request.compare_cas != 0 && *request.compare_cas < old->cas;
             if (!matches && !invalidating) {
                 stats.cas_badval.add();
                 return {StoreStatus::kExists};

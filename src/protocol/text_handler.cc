@@ -435,6 +435,7 @@ void TextHandler::meta_get(Output& out) {
     fetch.bump = !meta_.no_bump;
     fetch.vivify_exptime = meta_.vivify_ttl;
     fetch.recache_below = meta_.recache_ttl;
+    fetch.recache_tokens = true;
     fetch.key_binary = meta_.key_binary;
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
     if (found.refusal != engine::Refusal::kNone) {
@@ -627,7 +628,8 @@ void TextHandler::meta_arithmetic(Output& out) {
             append_plain_flags(out, meta_);
             return out.append("\r\n");
     }
-    if (meta_.quiet) return;
+    // q hides the reply of an increment, not of a creation (memcached 1.6.18).
+    if (meta_.quiet && !result.created) return;
     std::string digits = std::to_string(result.value);
     if (meta_.return_value) {
         out.append("VA ");

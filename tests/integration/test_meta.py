@@ -1016,3 +1016,29 @@ def test_flag_errors_follow_memcacheds_scan(client, line, error):
     # (seed 3, #578).
     # (exchange's own `mn` shows an ms data block was swallowed, not run.)
     assert_exchange(client, line, error)
+
+
+def test_a_classic_get_does_not_take_the_recache_win(client):
+    # memcached 1.6.18: only mg hands out W/Z; found by the differential
+    # test (seed 1, #1195: md I, get, then mg gave Z X instead of X W).
+    store(client, b"s", b"a")
+    assert_exchange(client, b"md s I\r\n", b"HD\r\n")
+    assert_exchange(client, b"get s\r\n", b"VALUE s 0 1\r\na\r\nEND\r\n")
+    assert_exchange(client, b"gets s\r\n", exchange(client, b"gets s\r\n"))
+    assert_exchange(client, b"mg s v\r\n", b"VA 1 X W\r\na\r\n")
+    assert_exchange(client, b"mg s v\r\n", b"VA 1 Z X\r\na\r\n")
+
+
+def test_ms_I_with_C0_is_a_cas_mismatch(client):
+    # A compare value of 0 is "no CAS" before the stale check (seed 2, #1205).
+    store(client, b"s", b"a")
+    assert_exchange(client, b"ms s 1 C0 I\r\nb\r\n", b"EX\r\n")
+    assert_exchange(client, b"mg s v\r\n", b"VA 1\r\na\r\n")
+
+
+def test_ma_q_hides_an_increment_but_not_a_creation_or_a_miss(client):
+    # memcached 1.6.18 skips only the reply of an increment (seed 3, #639).
+    assert_exchange(client, b"ma n q\r\n", b"NF\r\n")
+    assert_exchange(client, b"ma n q N0\r\n", b"HD\r\n")
+    assert_exchange(client, b"ma n q\r\n", b"")
+    assert_exchange(client, b"mg n v\r\n", b"VA 1\r\n1\r\n")

@@ -340,13 +340,14 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
     }
 
     bool touching = request.touch_exptime.has_value();
-    if (touching) stats.cmd_touch.add();
-    else stats.cmd_get.add();
     if (!item) {
-        if (touching) stats.touch_misses.add();
-        else stats.get_misses.add();
+        bool count_as_touch = touching && !request.meta_get;
+        (count_as_touch ? stats.cmd_touch : stats.cmd_get).add();
+        (count_as_touch ? stats.touch_misses : stats.get_misses).add();
         return result;
     }
+    if (touching) stats.cmd_touch.add();
+    else stats.cmd_get.add();
     if (touching) stats.touch_hits.add();
     else stats.get_hits.add();
 
@@ -373,8 +374,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         result.stale = true;
         if (!item->has(kItemTokenSent)) won = true;
     }
-    if (won && request.recache_tokens) item->state |= kItemTokenSent;
-    result.won = won && request.recache_tokens;
+    if (won && request.meta_get) item->state |= kItemTokenSent;
+    result.won = won && request.meta_get;
 
     if (request.bump) Cache::Slot::mark_used(item, now);
     result.exptime = item->exptime;

@@ -435,7 +435,7 @@ void TextHandler::meta_get(Output& out) {
     fetch.bump = !meta_.no_bump;
     fetch.vivify_exptime = meta_.vivify_ttl;
     fetch.recache_below = meta_.recache_ttl;
-    fetch.recache_tokens = true;
+    fetch.meta_get = true;
     fetch.key_binary = meta_.key_binary;
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
     if (found.refusal != engine::Refusal::kNone) {

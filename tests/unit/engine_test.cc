@@ -58,7 +58,7 @@ protected:
     FetchResult meta_fetch(std::string_view key) {
         FetchRequest request;
         request.key = key;
-        request.recache_tokens = true;
+        request.meta_get = true;
         return engine_.fetch(request, stats_);
     }
 
@@ -484,7 +484,7 @@ TEST_F(EngineTest, HeldReferenceSurvivesDelete) {
 
 TEST_F(EngineTest, VivifyCreatesThenOtherWins) {
     FetchRequest request;
-    request.recache_tokens = true;   // as mg
+    request.meta_get = true;   // as mg
     request.key = "v";
     request.vivify_exptime = 30;
     FetchResult first = engine_.fetch(request, stats_);
@@ -517,7 +517,7 @@ TEST_F(EngineTest, VivifyCreatesThenOtherWins) {
 TEST_F(EngineTest, RecacheWinsOnceWhenTtlIsLow) {
     store("k", "v", StoreMode::kSet, 0, 100);
     FetchRequest request;
-    request.recache_tokens = true;   // as mg
+    request.meta_get = true;   // as mg
     request.key = "k";
     request.recache_below = 10;  // TTL ~100 is not below 10
     FetchResult r = engine_.fetch(request, stats_);

@@ -1042,3 +1042,13 @@ def test_ma_q_hides_an_increment_but_not_a_creation_or_a_miss(client):
     assert_exchange(client, b"ma n q N0\r\n", b"HD\r\n")
     assert_exchange(client, b"ma n q\r\n", b"")
     assert_exchange(client, b"mg n v\r\n", b"VA 1\r\n1\r\n")
+
+
+def test_mg_miss_with_T_counts_as_a_get_miss(client):
+    # memcached 1.6.18 counts an mg miss as a get whatever its flags (a hit
+    # with T counts as a touch).
+    before = client.stats()
+    assert_exchange(client, b"mg nokey T30 v\r\n", b"EN\r\n")
+    after = client.stats()
+    for name, grew in [("cmd_get", 1), ("get_misses", 1), ("cmd_touch", 0), ("touch_misses", 0)]:
+        assert int(after[name]) - int(before[name]) == grew, name

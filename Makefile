@@ -28,20 +28,28 @@ test-sanitize: deps
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure
 
-# libFuzzer on the text/meta and the binary protocol paths and on what a
-# replication peer sends, bounded in time.
+# libFuzzer on the text/meta and the binary protocol paths, on what a
+# replication peer sends, on the -Y/-S authentication gate and on UDP
+# datagrams, bounded in time.
 FUZZ_SECONDS ?= 45
 REPL_FUZZ_SECONDS ?= 20
+GATE_FUZZ_SECONDS ?= 20
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMKEEP_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer binary_protocol_fuzzer replication_fuzzer
-	mkdir -p build-fuzz/corpus build-fuzz/corpus-binary build-fuzz/corpus-replication
+	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer binary_protocol_fuzzer replication_fuzzer \
+		auth_gate_fuzzer udp_fuzzer
+	mkdir -p build-fuzz/corpus build-fuzz/corpus-binary build-fuzz/corpus-replication build-fuzz/corpus-auth \
+		build-fuzz/corpus-udp
 	./build-fuzz/tests/text_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus tests/fuzz/seeds
 	./build-fuzz/tests/binary_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus-binary tests/fuzz/seeds-binary
 	./build-fuzz/tests/replication_fuzzer -max_total_time=$(REPL_FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus-replication tests/fuzz/seeds-replication
+	./build-fuzz/tests/auth_gate_fuzzer -max_total_time=$(GATE_FUZZ_SECONDS) -rss_limit_mb=2048 \
+		build-fuzz/corpus-auth tests/fuzz/seeds-auth
+	./build-fuzz/tests/udp_fuzzer -max_total_time=$(GATE_FUZZ_SECONDS) -rss_limit_mb=2048 \
+		build-fuzz/corpus-udp tests/fuzz/seeds-udp
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-fuzz

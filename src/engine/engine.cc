@@ -340,13 +340,14 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
     }
 
     bool touching = request.touch_exptime.has_value();
-    if (touching) stats.cmd_touch.add();
-    else stats.cmd_get.add();
     if (!item) {
-        if (touching) stats.touch_misses.add();
-        else stats.get_misses.add();
+        bool count_as_touch = touching && !request.meta_get;
+        (count_as_touch ? stats.cmd_touch : stats.cmd_get).add();
+        (count_as_touch ? stats.touch_misses : stats.get_misses).add();
         return result;
     }
+    if (touching) stats.cmd_touch.add();
+    else stats.cmd_get.add();
     if (touching) stats.touch_hits.add();
     else stats.get_hits.add();
 
@@ -361,6 +362,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         changed_in_place(*item, durability);
     }
 
+    // Only mg hands out recache tokens: a classic get of a stale item leaves
+    // the win for the next mg (memcached 1.6.18).
     bool won = result.created;
     if (request.recache_below && !item->has(kItemTokenSent) && !result.created && item->exptime != 0 &&
         static_cast<int64_t>(item->exptime) < now + *request.recache_below) {
@@ -371,8 +374,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         result.stale = true;
         if (!item->has(kItemTokenSent)) won = true;
     }
-    if (won) item->state |= kItemTokenSent;
-    result.won = won;
+    if (won && request.meta_get) item->state |= kItemTokenSent;
+    result.won = won && request.meta_get;
 
     if (request.bump) Cache::Slot::mark_used(item, now);
     result.exptime = item->exptime;
@@ -458,15 +461,18 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
             }
             // With CAS disabled (-C) no compare can succeed, as in memcached.
             bool matches = config_.cas_enabled && old->cas == *request.compare_cas;
-            bool invalidating = request.invalidate && *request.compare_cas < old->cas;
+            // A compare value of 0 never invalidates (memcached: CAS_NONE comes first).
+            bool invalidating = request.invalidate && *request.compare_cas != 0 && *request.compare_cas < old->cas;
             if (!matches && !invalidating) {
                 stats.cas_badval.add();
                 return {StoreStatus::kExists};
             }
             stats.cas_hits.add();
             if (invalidating) {
-                // The replacement stays stale, and a recache already handed
+                // The replacement stays stale, keeps the old item's TTL
+                // (memcached's do_store_item), and a recache already handed
                 // out for the old version stays handed out.
+                item->exptime = old->exptime;
                 item->state |= kItemStale | (old->state & kItemTokenSent);
             }
         } else if (request.mode == StoreMode::kAdd) {
@@ -483,7 +489,10 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                 if (!request.vivify_exptime) return {StoreStatus::kNotStored};
                 item->exptime = expiry(*request.vivify_exptime);
             } else {
-                if (request.compare_cas && old->cas != *request.compare_cas) return {StoreStatus::kExists};
+                // A compare value of 0 compares nothing here (memcached's do_store_item).
+                if (request.compare_cas.value_or(0) != 0 && old->cas != *request.compare_cas) {
+                    return {StoreStatus::kExists};
+                }
                 // Build old+new (or new+old) without holding the lock, then
                 // come back and link it if the old item is still current.
                 ItemRef current = slot->share(old);
@@ -610,7 +619,8 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
         // memcached (do_add_delta) finds an empty value non-numeric before it
         // compares the CAS, and any other value after.
         if (item->value_length == 0) return {ArithmeticStatus::kNonNumeric};
-        if (request.compare_cas && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
+        // A compare value of 0 compares nothing (memcached's do_add_delta).
+        if (request.compare_cas.value_or(0) != 0 && item->cas != *request.compare_cas) return {ArithmeticStatus::kExists};
 
         uint64_t value = 0;
         if (!parse_counter(item->value(), &value)) return {ArithmeticStatus::kNonNumeric};

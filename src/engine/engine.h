@@ -63,6 +63,9 @@ struct FetchRequest {
     std::optional<int64_t> vivify_exptime;  // mg N: create an empty item on miss
     std::optional<int64_t> recache_below;   // mg R: win a recache when TTL is below this
     bool key_binary = false;                // mg b: the key was base64 (kept on vivify)
+    // mg, as memcached 1.6.18 counts and answers it: hands out win tokens
+    // (W/Z; classic gets do not), and a miss counts as a get even with T.
+    bool meta_get = false;
 };
 
 struct FetchResult {

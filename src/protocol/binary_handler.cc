@@ -177,6 +177,8 @@ void BinaryHandler::get(const Request& request, Output& out) {
     if (touching) fetch.touch_exptime = int64_t{read_u32(request.extras.data())};
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
     if (found.refusal != engine::Refusal::kNone) return refused(out, found.refusal);
+    // memcached 1.6.18 counts binary Touch as a get too (text touch is not counted).
+    if (prefix_stats_) prefix_stats_->record_get(request.key, static_cast<bool>(found.item));
     if (!found.item) {
         if (current_.quiet) return;
         if (!with_key) return error(out, kKeyNotFound);
@@ -204,6 +206,7 @@ void BinaryHandler::begin_store(const Request& request, Output& out) {
     bool concatenating = opcode == kAppend || opcode == kPrepend;
     uint32_t client_flags = concatenating ? 0 : read_u32(request.extras.data());
     int64_t exptime = concatenating ? 0 : int64_t{read_u32(request.extras.data() + 4)};
+    if (prefix_stats_) prefix_stats_->record_set(request.key);
     // memcached drops the old value when a Set (or SetQ) fails for size or memory.
     auto prepared = ctx_.engine.prepare_store(request.key, client_flags, exptime,
                                               static_cast<size_t>(request.value_length), opcode == kSet,
@@ -282,6 +285,7 @@ void BinaryHandler::remove(const Request& request, Output& out) {
     engine::DeleteRequest del;
     del.key = request.key;
     if (current_.cas != 0) del.compare_cas = current_.cas;
+    if (prefix_stats_) prefix_stats_->record_delete(request.key);
     auto status = ctx_.engine.remove(del, ctx_.stats);
     switch (status) {
         case engine::DeleteStatus::kReadOnly:
@@ -340,13 +344,33 @@ void BinaryHandler::stats(const Request& request, Output& out) {
         return header(out, kSuccess, 0, 0, 0, 0);
     }
     if (key.starts_with("settings")) group = "settings";
+    if (key.starts_with("detail")) return stats_detail(key.substr(6), out);
     StatLines lines;
-    if (key.starts_with("detail") || !ctx_.server.collect_stats(group, lines)) return error(out, kKeyNotFound);
+    if (!ctx_.server.collect_stats(group, lines)) return error(out, kKeyNotFound);
     for (const auto& [name, value] : lines) {
         header(out, kSuccess, static_cast<uint16_t>(name.size()), 0, static_cast<uint32_t>(name.size() + value.size()),
                0);
         out.append(name);
         out.append(value);
+    }
+    header(out, kSuccess, 0, 0, 0, 0);
+}
+
+// Stat "detail on|off|dump" (memcached 1.6.18 matches " on", " off", " dump"
+// as prefixes of what follows "detail"): dump is one statistic named
+// "detailed" whose value is the text dump; on and off answer only the end.
+void BinaryHandler::stats_detail(std::string_view command, Output& out) {
+    if (!prefix_stats_) return error(out, kKeyNotFound);
+    if (command.starts_with(" dump")) {
+        std::string dump = prefix_stats_->dump();
+        constexpr std::string_view kName = "detailed";
+        header(out, kSuccess, static_cast<uint16_t>(kName.size()), 0, static_cast<uint32_t>(kName.size() + dump.size()), 0);
+        out.append(kName);
+        out.append(dump);
+    } else if (command.starts_with(" on") || command.starts_with(" off")) {
+        prefix_stats_->set_enabled(command.starts_with(" on"));
+    } else {
+        return error(out, kKeyNotFound);
     }
     header(out, kSuccess, 0, 0, 0, 0);
 }

@@ -33,7 +33,8 @@ namespace memkeep::protocol {
 
 class BinaryHandler : public Handler {
 public:
-    explicit BinaryHandler(HandlerContext context) : ctx_(context), sasl_(context.server.sasl()) {}
+    explicit BinaryHandler(HandlerContext context)
+        : ctx_(context), sasl_(context.server.sasl()), prefix_stats_(context.server.prefix_stats()) {}
 
     size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
     bool close_requested() const override { return close_requested_; }
@@ -65,6 +66,7 @@ private:
     void arithmetic(const binary::Request& request, Output& out);
     void flush(const binary::Request& request, Output& out);
     void stats(const binary::Request& request, Output& out);
+    void stats_detail(std::string_view command, Output& out);
     // SASL with -S: list mechanisms, or start collecting an Auth/Step's data.
     void sasl_request(const binary::Request& request, Output& out);
     size_t receive_sasl_data(std::string_view input, Output& out);
@@ -91,6 +93,7 @@ private:
     // SASL (-S only): the provider, this connection's session (made on the
     // first SASL request), the mechanism and data of the Auth/Step being read.
     SaslProvider* sasl_ = nullptr;
+    PrefixStats* prefix_stats_ = nullptr;   // stats detail; null when the server keeps none
     std::unique_ptr<SaslSession> sasl_session_;
     bool authenticated_ = false;
     bool sasl_started_ = false;

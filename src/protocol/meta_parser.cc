@@ -34,63 +34,79 @@ void reset(MetaRequest* r, TextCommand command) {
 }
 
 // Reads the flags after the key (and length). Returns an error line or "".
+//
+// As memcached 1.6.18's _meta_flag_preparse: an unknown or repeated flag
+// ends the scan at once; a bad argument is remembered and the scan goes on,
+// so a later bad argument's message, or a repeated flag, is what the client
+// sees. An over-long opaque is checked only when nothing else was wrong
+// (memcached checks it in each command's own pass, after the preparse).
 std::string_view read_flags(const std::vector<std::string_view>& tokens, size_t first, MetaRequest* r) {
     bool seen[128] = {};
+    std::string_view error;
+    bool opaque_too_long = false;
     for (size_t i = first; i < tokens.size(); ++i) {
         std::string_view token = tokens[i];
         unsigned char letter = static_cast<unsigned char>(token[0]);
         std::string_view arg = token.substr(1);
-        if (letter < 128 && seen[letter]) return "CLIENT_ERROR duplicate flag";
-        if (letter < 128) seen[letter] = true;
+        // memcached 1.6.18 answers "duplicate" for any byte from 127 up too.
+        if (letter >= 127 || seen[letter]) return "CLIENT_ERROR duplicate flag";
+        seen[letter] = true;
         int32_t number = 0;
         switch (letter) {
             case 'b': {
                 long n = base64_decode(r->wire_key, r->key_buffer, sizeof(r->key_buffer));
-                if (n <= 0 || n > 250) return "CLIENT_ERROR error decoding key";
+                if (n <= 0 || n > 250) {
+                    error = "CLIENT_ERROR error decoding key";
+                    break;
+                }
                 r->key = std::string_view(r->key_buffer, static_cast<size_t>(n));
                 r->key_binary = true;
                 break;
             }
             case 'N':
-                if (!parse_i32(arg, &number)) return kBadToken;
+                if (!parse_i32(arg, &number)) error = kBadToken;
                 r->vivify_ttl = number;
                 break;
             case 'T':
-                if (!parse_i32(arg, &number)) return kBadToken;
+                if (!parse_i32(arg, &number)) error = kBadToken;
                 r->ttl = number;
                 break;
             case 'R':
-                if (!parse_i32(arg, &number)) return kBadToken;
+                if (!parse_i32(arg, &number)) error = kBadToken;
                 r->recache_ttl = number;
                 break;
             case 'F':
-                if (!parse_flags(arg, &r->client_flags)) return kBadFormat;
+                // memcached flags the error without a message of its own.
+                if (!parse_flags(arg, &r->client_flags) && error.empty()) error = kBadFormat;
                 break;
             case 'C': {
                 uint64_t cas = 0;
-                if (!parse_u64(arg, &cas)) return kBadToken;
+                if (!parse_u64(arg, &cas)) error = kBadToken;
                 r->compare_cas = cas;
                 break;
             }
             case 'E': {
                 uint64_t cas = 0;
-                if (!parse_u64(arg, &cas)) return kBadToken;
+                if (!parse_u64(arg, &cas)) error = kBadToken;
                 r->explicit_cas = cas;
                 break;
             }
             case 'M':
-                if (arg.size() != 1) return "CLIENT_ERROR incorrect length for M token";
+                if (arg.size() != 1) {
+                    error = "CLIENT_ERROR incorrect length for M token";
+                    break;
+                }
                 r->mode = arg[0];
                 break;
             case 'J': {
                 uint64_t initial = 0;
-                if (!parse_u64(arg, &initial)) return "CLIENT_ERROR invalid numeric initial value";
+                if (!parse_u64(arg, &initial)) error = "CLIENT_ERROR invalid numeric initial value";
                 r->initial = initial;
                 break;
             }
             case 'D': {
                 uint64_t delta = 0;
-                if (!parse_u64(arg, &delta)) return "CLIENT_ERROR invalid numeric delta value";
+                if (!parse_u64(arg, &delta)) error = "CLIENT_ERROR invalid numeric delta value";
                 r->delta = delta;
                 break;
             }
@@ -104,7 +120,7 @@ std::string_view read_flags(const std::vector<std::string_view>& tokens, size_t 
                 break;
             case 'O':
                 // memcached's 32-byte limit counts the letter too.
-                if (token.size() > 32) return "CLIENT_ERROR opaque token too long";
+                if (token.size() > 32) opaque_too_long = true;
                 break;
             case 'P': case 'L':  // proxy hints, ignored
             case 'k': case 's': case 't': case 'c': case 'f': case 'l': case 'h':
@@ -114,7 +130,8 @@ std::string_view read_flags(const std::vector<std::string_view>& tokens, size_t 
         }
         r->flags.push_back({static_cast<char>(letter), arg});
     }
-    return {};
+    if (error.empty() && opaque_too_long) return "CLIENT_ERROR opaque token too long";
+    return error;
 }
 
 }  // namespace

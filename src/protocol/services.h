@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/op_stats.h"
+#include "protocol/prefix_stats.h"
 #include "protocol/sasl.h"
 
 namespace memkeep::protocol {
@@ -44,6 +45,8 @@ public:
     // -S: SASL for the binary protocol; null when SASL is off (the SASL
     // opcodes then answer "Unknown command", as memcached without -S).
     virtual SaslProvider* sasl() { return nullptr; }
+    // `stats detail` and -D: per-prefix counts; null when the server keeps none.
+    virtual PrefixStats* prefix_stats() { return nullptr; }
 };
 
 // Everything a connection's protocol handler works with.

@@ -278,6 +278,7 @@ void TextHandler::retrieve(Output& out) {
             out.append(refusal(found.refusal));
             return out.append("\r\n");
         }
+        if (prefix_stats_) prefix_stats_->record_get(fetch.key, static_cast<bool>(found.item));
         if (!found.item) continue;
         const engine::Item& item = *found.item;
         // "VALUE <key> <flags> <bytes>[ <cas>]\r\n", formatted in one go.
@@ -308,6 +309,7 @@ void TextHandler::retrieve(Output& out) {
 void TextHandler::begin_store(Output& out) {
     // memcached drops the old value when a `set` fails for size or memory.
     bool drop_old = request_.command == TextCommand::kSet;
+    if (prefix_stats_) prefix_stats_->record_set(request_.key);
     auto prepared = ctx_.engine.prepare_store(request_.key, request_.client_flags, request_.exptime,
                                               static_cast<size_t>(request_.value_length), drop_old,
                                               ctx_.stats);
@@ -343,6 +345,7 @@ void TextHandler::finish_store(Output& out, bool chunk_ok) {
 void TextHandler::remove(Output& out) {
     engine::DeleteRequest request;
     request.key = request_.key;
+    if (prefix_stats_) prefix_stats_->record_delete(request_.key);
     auto status = ctx_.engine.remove(request, ctx_.stats);
     if (engine::refusal_of(status) != engine::Refusal::kNone) return reply(out, refusal(engine::refusal_of(status)));
     reply(out, status == engine::DeleteStatus::kDeleted ? "DELETED" : "NOT_FOUND");
@@ -393,6 +396,7 @@ void TextHandler::stats(Output& out) {
         ctx_.server.reset_stats();
         return out.append("RESET\r\n");
     }
+    if (group == "detail" && prefix_stats_) return stats_detail(out);
     StatLines lines;
     if (!ctx_.server.collect_stats(group, lines)) return out.append("ERROR\r\n");
     for (const auto& [name, value] : lines) {
@@ -403,6 +407,17 @@ void TextHandler::stats(Output& out) {
         out.append("\r\n");
     }
     out.append("END\r\n");
+}
+
+// `stats detail on|off|dump` (memcached 1.6.18: the third token, exactly).
+void TextHandler::stats_detail(Output& out) {
+    std::string_view command = request_.tokens.size() > 2 ? request_.tokens[2] : std::string_view{};
+    if (command == "on" || command == "off") {
+        prefix_stats_->set_enabled(command == "on");
+        return out.append("OK\r\n");
+    }
+    if (command == "dump") return out.append(prefix_stats_->dump());
+    out.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n");
 }
 
 // ---- meta commands ------------------------------------------------------------
@@ -420,6 +435,7 @@ void TextHandler::meta_get(Output& out) {
     fetch.bump = !meta_.no_bump;
     fetch.vivify_exptime = meta_.vivify_ttl;
     fetch.recache_below = meta_.recache_ttl;
+    fetch.meta_get = true;
     fetch.key_binary = meta_.key_binary;
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
     if (found.refusal != engine::Refusal::kNone) {
@@ -612,7 +628,8 @@ void TextHandler::meta_arithmetic(Output& out) {
             append_plain_flags(out, meta_);
             return out.append("\r\n");
     }
-    if (meta_.quiet) return;
+    // q hides the reply of an increment, not of a creation (memcached 1.6.18).
+    if (meta_.quiet && !result.created) return;
     std::string digits = std::to_string(result.value);
     if (meta_.return_value) {
         out.append("VA ");

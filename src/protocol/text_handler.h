@@ -22,7 +22,7 @@ namespace memkeep::protocol {
 
 class TextHandler : public Handler {
 public:
-    explicit TextHandler(HandlerContext context) : ctx_(context) {}
+    explicit TextHandler(HandlerContext context) : ctx_(context), prefix_stats_(context.server.prefix_stats()) {}
 
     // Handles the complete requests at the start of `input`, appending replies
     // to `out`. Stops after `max_requests` requests, when `out` holds at least
@@ -58,6 +58,7 @@ private:
     void touch(Output& out);
     void flush_all(Output& out);
     void stats(Output& out);
+    void stats_detail(Output& out);
     void cache_memlimit(Output& out);
 
     void meta_get(Output& out);
@@ -74,6 +75,7 @@ private:
     std::string refusal_line_;
 
     HandlerContext ctx_;
+    PrefixStats* prefix_stats_;   // stats detail; null when the server keeps none
     State state_ = State::kCommandLine;
     TextRequest request_;
     MetaRequest meta_;

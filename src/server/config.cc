@@ -108,6 +108,8 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_flag("-M,--disable-evictions", config->disable_evictions,
                  "return an error when memory is exhausted instead of evicting");
     app.add_flag("-C,--disable-cas", config->disable_cas, "disable CAS values");
+    auto* delimiter_option = app.add_option("-D", config->prefix_delimiter,
+                   "key prefix delimiter for per-prefix stats (stats detail), and turn them on");
     app.add_option("-R,--max-reqs-per-event", config->max_reqs_per_event,
                    "requests handled per connection before yielding (default: 20)");
     app.add_option("-b,--listen-backlog", config->listen_backlog, "listen backlog (default: 1024)");
@@ -232,6 +234,7 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     if (config->storage == "overflow" && config->disk_limit < 4 * config->max_item_size) {
         return reject("--disk-limit: too small to hold items of -I/--max-item-size (needs at least 4 x -I)");
     }
+    if (delimiter_option->count() > 0 && config->prefix_delimiter.empty()) return reject("-D: no delimiter specified");
     std::string extended_error;
     if (!parse_extended(extended, config, &extended_error)) return reject(extended_error);
     if (config->enable_sasl) {

@@ -19,6 +19,7 @@ struct Config {
     size_t max_item_size = 1u << 20;  // -I
     bool disable_evictions = false;   // -M
     bool disable_cas = false;         // -C
+    std::string prefix_delimiter;     // -D: key prefix delimiter for stats detail (turns it on)
     int max_reqs_per_event = 20;      // -R
     int listen_backlog = 1024;        // -b
     bool daemonize = false;           // -d

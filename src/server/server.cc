@@ -36,7 +36,10 @@ constexpr std::string_view kTooManyConnections = "ERROR Too many open connection
 }  // namespace
 
 Server::Server(const Config& config)
-    : config_(config), verbosity_(config.verbosity), started_at_(::time(nullptr)) {}
+    : config_(config),
+      prefix_stats_(config.prefix_delimiter.empty() ? ':' : config.prefix_delimiter[0], !config.prefix_delimiter.empty()),
+      verbosity_(config.verbosity),
+      started_at_(::time(nullptr)) {}
 
 bool Server::open_storage(std::string* error) {
     if (config_.storage == "durable") {

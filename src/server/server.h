@@ -57,6 +57,7 @@ public:
     std::string admin_replication(std::string_view command, std::string_view argument) override;
     const protocol::AsciiAuthFile* ascii_auth() const override { return auth_.get(); }
     protocol::SaslProvider* sasl() override { return sasl_.get(); }
+    protocol::PrefixStats* prefix_stats() override { return &prefix_stats_; }
 
 private:
     void accept_from(const net::ListenSocket& listener);
@@ -85,6 +86,7 @@ private:
     std::vector<net::ListenSocket> listeners_;
     std::vector<net::UdpSocket> udp_sockets_;             // -U: served by every worker
     std::unique_ptr<protocol::AsciiAuthFile> auth_;       // -Y
+    protocol::PrefixStats prefix_stats_;                  // stats detail, -D
     std::vector<std::unique_ptr<net::Worker>> workers_;
     size_t next_worker_ = 0;
     std::atomic<int> verbosity_;

@@ -51,6 +51,7 @@ void Server::reset_stats() {
     total_connections_.store(0);
     rejected_connections_.store(0);
     if (tls_) tls_->reset_stats();
+    prefix_stats_.clear();
 }
 
 void Server::general_stats(protocol::StatLines& out) {
@@ -138,6 +139,8 @@ void Server::settings_stats(protocol::StatLines& out) {
     add(out, "umask", fmt::format("{:o}", config_.unix_mask));
     add_number(out, "item_size_max", config_.max_item_size);
     add(out, "cas_enabled", config_.disable_cas ? "no" : "yes");
+    add(out, "stat_key_prefix", std::string(1, prefix_stats_.delimiter()));
+    add(out, "detail_enabled", prefix_stats_.enabled() ? "yes" : "no");
     add_number(out, "tcp_backlog", config_.listen_backlog);
     add_number(out, "reqs_per_event", config_.max_reqs_per_event);
     add(out, "binding_protocol", protocol::protocol_choice_name(protocol_choice()));

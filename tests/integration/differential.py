@@ -2,7 +2,9 @@
 """Differential testing of the text and binary protocols: memkeep against memcached.
 
 A seeded generator produces a random sequence of text-protocol commands (every
-storage, retrieval, delete, arithmetic, touch and admin command, plus malformed
+storage, retrieval, delete, arithmetic, touch and admin command, the meta
+commands mg/ms/md/ma with their invalidation, win-token, recache, vivify and
+CAS flags, `stats detail on|off|dump` over keys with prefixes, plus malformed
 input: bad data chunks, wrong lengths, over-long keys, control characters in
 keys, unknown and upper-case commands, wrong token counts, numbers at and past
 their limits). Each command is sent to both servers, on one of a few
@@ -24,6 +26,12 @@ What may legitimately differ is normalized before comparing:
   of raw numbers. `cas` commands use a CAS the client got from that same
   server earlier (each server gets its own real number), or a stale or made-up
   one.
+- in meta replies, `c<cas>` the same way, and `t<seconds>`: compared within
+  2 seconds (compare_ttls), since the two servers are not asked at the same
+  instant. The meta generator leaves out what memkeep does differently on
+  purpose or by a documented difference (docs/PROTOCOL.md): the E flag,
+  md x, ms N with append, and T/N/R/t in an order where memcached's
+  token-order evaluation differs (ttl_flags_in_memkeeps_order).
 - the version string in `VERSION <v>`.
 - trailing spaces of a number left by incr/decr. memcached rewrites a shrinking
   number in place, padded with spaces ("10" decr 1 reads back as "9 "), but only
@@ -144,6 +152,8 @@ CONTROL_CHAR_KEYS = [
     b"del\x7fkey",
     b"vt\x0bff\x0ckey",
 ]
+# Keys with a ':' prefix, counted by `stats detail` (the others are not).
+PREFIXED_KEYS = [b"p:1", b"p:2", b"user:7", b"a:b:c", b":lead", b"user:"]
 # Keys a server must reject or that change how the line is tokenized.
 BAD_KEYS = [
     b"B" * 251,  # one byte over KEY_MAX_LENGTH
@@ -194,6 +204,12 @@ UNKNOWN_COMMANDS = [
 UPPER_CASE = [b"SET", b"Get", b"GET", b"GETS", b"DELETE", b"Incr", b"DECR", b"TOUCH",
               b"VERSION", b"FLUSH_ALL", b"CAS", b"APPEND", b"Add", b"GAT", b"MN"]
 STORAGE_COMMANDS = [b"set", b"add", b"replace", b"append", b"prepend"]
+# Meta TTLs: none, immediate expiry, and lengths the tolerance of the TTL
+# comparison covers (see compare_ttls).
+# Negative ones are left out: memcached 1.6.18 prints the remaining TTL of
+# an item given N-1 or T-1 as an unsigned wrap-around (t4294967234).
+META_TTLS = [b"0", b"86400", b"500000", b"2000000", b"2592000"]
+META_BAD_TOKENS = [b"abc", b"1.5", b""]
 
 
 # Parts of the generated traffic that can be switched off (--exclude), to look
@@ -219,6 +235,7 @@ class Command:
     keys: list = field(default_factory=list)
     data: bytes = b""
     noreply: bool = False
+    mode: bytes = b""  # ms: the M mode token
 
     def render(self, cas_value_of):
         out = []
@@ -253,7 +270,7 @@ class Generator:
             "set": 14, "add": 4, "replace": 4, "append": 5, "prepend": 4, "cas": 9,
             "get": 12, "gets": 9, "gat": 3, "gats": 3, "delete": 6, "incr": 7,
             "decr": 5, "touch": 4, "flush_all": 0.4, "verbosity": 0.5, "version": 0.5,
-            "malformed": 9,
+            "malformed": 9, "mg": 8, "ms": 6, "md": 4, "ma": 3, "stats_detail": 0.6,
         }
         self.kinds = list(kinds)
         self.kind_weights = list(kinds.values())
@@ -265,8 +282,10 @@ class Generator:
 
     def key(self):
         r = self.rng.random()
-        if r < 0.86:
+        if r < 0.80:
             return self.rng.choice(NORMAL_KEYS)
+        if r < 0.86:
+            return self.rng.choice(PREFIXED_KEYS)
         if r < 0.97:
             return self.rng.choice(self.special_keys)
         return self.rng.choice(BAD_KEYS)
@@ -481,6 +500,114 @@ class Generator:
         tokens = [b"version"] + ([b"extra"] if self.chance(0.2) else [])
         return Command(kind="version", parts=[self.line(tokens)])
 
+    # -- meta commands and stats detail --------------------------------------------
+    # Flags that memcached 1.6.18 does not have and memkeep supports on purpose
+    # (E, md x, ms N with append; docs/PROTOCOL.md) and the clock-dependent
+    # `l` are not sent. Invalidation (md I, ms I), the win/stale tokens
+    # (W, Z, X), recache (R) and vivify (N) are.
+
+    def meta_key(self):
+        return self.rng.choice(NORMAL_KEYS[:12]) if self.chance(0.85) else self.key()
+
+    def meta_ttl(self):
+        return self.rng.choice(META_TTLS) if self.chance(0.95) else self.rng.choice(META_BAD_TOKENS)
+
+    def cas_token(self, key):
+        """C<cas>: the latest CAS this client saw for key, an older one, or made up."""
+        seen = self.cas_seen.get(key)
+        r = self.rng.random()
+        if seen and r < 0.55:
+            return [b"C", CasRef(seen[-1])]
+        if seen and r < 0.75:
+            return [b"C", CasRef(self.rng.choice(seen))]
+        # No made-up value between 1 and 2^64-1: memkeep's CAS values are
+        # clock-based and much larger than memcached's counter, so such a
+        # value would compare differently (ms I stores stale below the CAS).
+        return [b"C" + self.rng.choice([b"0", b"1", b"18446744073709551615", b"abc"])]
+
+    def meta_flags(self, choices, key):
+        """A random subset of `choices` (callables or bytes): a list of flag
+        tokens, each a list of parts (a C token holds a CasRef)."""
+        tokens = []
+        for choice in self.rng.sample(choices, self.rng.randint(0, min(5, len(choices)))):
+            token = choice() if callable(choice) else choice
+            tokens.append(token if isinstance(token, list) else [token])
+        return tokens
+
+    @staticmethod
+    def ttl_flags_in_memkeeps_order(flags):
+        """Drop N when T is there too and move R, then t, after them: memcached
+        applies T, N and R in token order and t reports the TTL at its own
+        place in the line; memkeep applies N, then T, then R, and reports the
+        final TTL (a known difference, docs/PROTOCOL.md)."""
+        letters = [token[0][:1] for token in flags]
+        if b"T" in letters and b"N" in letters:
+            flags = [t for t, letter in zip(flags, letters) if letter != b"N"]
+        for moved in (b"R", b"t"):
+            flags = ([t for t in flags if t[0][:1] != moved] + [t for t in flags if t[0][:1] == moved])
+        return flags
+
+    def meta_command(self, kind, head, flags, data=None, noreply=False):
+        parts = [head] + [part for token in flags for part in [b" "] + token] + [self.eol()]
+        if data is not None:
+            parts += [data, b"\r\n"]
+        key = head.split(b" ")[1]
+        return Command(kind=kind, parts=parts, keys=[key], data=data or b"", noreply=noreply)
+
+    def make_mg(self):
+        key = self.meta_key()
+        flags = self.meta_flags([
+            b"v", b"c", b"f", b"s", b"k", b"t", b"h", b"q", b"u", b"O42",
+            lambda: b"T" + self.meta_ttl(), lambda: b"N" + self.meta_ttl(), lambda: b"R" + self.meta_ttl(),
+        ], key)
+        return self.meta_command("mg", b"mg " + key, self.ttl_flags_in_memkeeps_order(flags))
+
+    def make_ms(self):
+        key = self.meta_key()
+        mode = self.rng.choice([b"", b"", b"", b"S", b"E", b"A", b"P", b"R", b"s", b"X"])
+        if mode in (b"A", b"P") and key in self.maybe_padded:
+            mode = b"S"
+        data = self.storage_value(b"append" if mode in (b"A", b"P") else b"set", key)
+        if len(data) > 1000:
+            data = data[:1000]
+        flags = self.meta_flags([
+            b"c", b"q", b"k", b"I", b"O7", lambda: b"T" + self.meta_ttl(),
+            lambda: b"F" + self.rng.choice([b"0", b"1", b"42", b"4294967295", b"abc"]),
+            lambda: self.cas_token(key), lambda: self.cas_token(key),
+        ], key)
+        if mode:
+            flags.append([b"M" + mode])
+        length = b"%d" % len(data) if self.chance(0.97) else self.rng.choice([b"abc", b"-1"])
+        kind = "ms" if length.isdigit() else "malformed"
+        command = self.meta_command(kind, b"ms " + key + b" " + length, flags, data)
+        command.mode = mode
+        return command
+
+    def make_md(self):
+        key = self.meta_key()
+        flags = self.meta_flags([b"q", b"k", b"I", b"O9", lambda: b"T" + self.meta_ttl(),
+                                 lambda: self.cas_token(key)], key)
+        return self.meta_command("md", b"md " + key, flags)
+
+    def make_ma(self):
+        key = self.arith_key(self.meta_key())
+        if key is None:
+            return self.make_mg()
+        flags = self.meta_flags([
+            b"q", b"k", b"t", b"c", b"v", b"O5",
+            lambda: b"N" + self.meta_ttl(), lambda: b"T" + self.meta_ttl(),
+            lambda: b"J" + self.rng.choice([b"0", b"13", b"18446744073709551615", b"abc"]),
+            lambda: b"D" + self.rng.choice([b"1", b"7", b"18446744073709551615", b"abc"]),
+            lambda: b"M" + self.rng.choice([b"I", b"+", b"D", b"-", b"i", b"x"]),
+            lambda: self.cas_token(key),
+        ], key)
+        return self.meta_command("ma", b"ma " + key, self.ttl_flags_in_memkeeps_order(flags))
+
+    def make_stats_detail(self):
+        word = self.rng.choice([b"on", b"on", b"dump", b"dump", b"dump", b"off", b"", b"bogus"])
+        tokens = [b"stats", b"detail"] + ([word] if word else [])
+        return Command(kind="stats_detail", parts=[self.line(tokens)])
+
     # -- malformed input ----------------------------------------------------------
 
     def make_malformed(self):
@@ -635,6 +762,8 @@ class Generator:
         if not command.keys:
             return
         key = command.keys[0]
+        if command.kind in ("mg", "ms", "md", "ma"):
+            return self.observe_meta(command, key, reply_items)
         lines = [payload for kind, payload, _ in reply_items if kind == "line"]
         stored = lines == [b"STORED\r\n"]
         maybe_stored = stored or command.noreply
@@ -663,6 +792,48 @@ class Generator:
             elif command.noreply:
                 self.arith_unsafe.add(key)  # the new value is unknown
         elif command.kind == "delete" and (command.noreply or lines in ([b"DELETED\r\n"], [b"NOT_FOUND\r\n"])):
+            self.maybe_padded.discard(key)
+            self.arith_unsafe.discard(key)
+
+
+    def observe_meta(self, command, key, reply_items):
+        """Learn from a meta command's normalized reply (conservatively where
+        q or an error leaves the outcome unknown)."""
+        metas = [payload for kind, payload, _ in reply_items if kind == "meta"]
+        for line in metas:
+            for token in line[:-2].split(b" ")[1:]:
+                if token.startswith(b"c#"):
+                    seen = self.cas_seen[key]
+                    ordinal = int(token[2:])
+                    if not seen or seen[-1] != ordinal:
+                        seen.append(ordinal)
+                        del seen[:-6]
+        answered = [line[:2] for line in metas]
+        errors = any(kind == "line" for kind, _, _ in reply_items)
+        if command.kind == "ms":
+            stored = answered == [b"HD"]
+            maybe_stored = stored or (not metas and not errors)
+            if not maybe_stored:
+                return
+            if command.mode in (b"A", b"P"):
+                self.length_bound[key] += len(command.data)
+                if parse_may_overrun(command.data) or any(c in b"0123456789" for c in command.data):
+                    self.arith_unsafe.add(key)
+                return
+            new = len(command.data)
+            self.length_bound[key] = new if stored else max(new, self.length_bound[key])
+            if stored:
+                self.maybe_padded.discard(key)
+                self.arith_unsafe.discard(key)
+            if parse_may_overrun(command.data):
+                self.arith_unsafe.add(key)
+        elif command.kind == "ma":
+            # The value may now be a number padded in place, or one past 2^63
+            # (which a later incr could misparse): keep both out of the way.
+            self.maybe_padded.add(key)
+            self.length_bound[key] = max(self.length_bound[key], 20)
+            self.arith_unsafe.add(key)
+        elif command.kind == "md" and answered == [b"HD"] and b" I" not in command.render(lambda o: 0):
             self.maybe_padded.discard(key)
             self.arith_unsafe.discard(key)
 
@@ -755,9 +926,14 @@ class Connection:
                 line = self._line()
                 if line == BARRIER_REPLY:
                     return items, "ok"
+                meta_length = parse_meta_value_line(line)
+                if meta_length is not None:
+                    items.append(("meta", line, None))
+                    items.append(("data", self._exact(meta_length + 2), None))
+                    continue
                 header = parse_value_line(line)
                 if header is None:
-                    items.append(("line", line, None))
+                    items.append(("meta" if is_meta_reply(line) else "line", line, None))
                     continue
                 key, _flags, length, cas = header
                 data = self._exact(length + 2)
@@ -788,6 +964,32 @@ def parse_value_line(line):
     return tokens[1], tokens[2], int(tokens[3]), cas
 
 
+META_CODES = (b"VA", b"HD", b"EX", b"NF", b"NS", b"EN")
+
+
+def is_meta_reply(line):
+    return line[:2] in META_CODES and line[2:3] in (b" ", b"\r")
+
+
+def parse_meta_value_line(line):
+    """The data length of a `VA <length> <flags>*` line, else None."""
+    if not line.startswith(b"VA "):
+        return None
+    length = line[3:-2].split(b" ")[0]
+    return int(length) if length.isdigit() else None
+
+
+def compare_ttls(target_items, reference_items, tolerance=2):
+    """None if the remaining TTLs (t flags) the two servers gave agree within
+    `tolerance` seconds (the two requests are not sent at the same instant),
+    else a description of the difference."""
+    t = [n for _, _, meta in target_items if isinstance(meta, tuple) and meta[:1] == ("ttl",) for n in meta[1]]
+    r = [n for _, _, meta in reference_items if isinstance(meta, tuple) and meta[:1] == ("ttl",) for n in meta[1]]
+    if len(t) != len(r) or any(abs(a - b) > tolerance for a, b in zip(t, r)):
+        return f"remaining TTLs differ: target {t}, reference {r}"
+    return None
+
+
 class CasNumbering:
     """Maps one server's (key, cas) pairs to ordinals in order of first appearance."""
 
@@ -806,17 +1008,56 @@ class CasNumbering:
     def cas_value(self, ordinal):
         return self.value_of[ordinal]
 
-    def normalize(self, items, maybe_padded=frozenset()):
+    def normalize_meta(self, line, data, key, maybe_padded):
+        """A meta reply line with c<cas> as c#<ordinal> and t<seconds> as t~
+        (the seconds go into the item's meta for compare_ttls); for keys in
+        maybe_padded a value of digits and spaces is measured without them.
+        Returns (line, data, meta)."""
+        tokens = line[:-2].split(b" ")
+        for token in tokens[1:]:
+            if token.startswith(b"k") and len(token) > 1:
+                key = token[1:]
+        unpadded = None
+        if data is not None and key in maybe_padded:
+            body = data[:-2]
+            if body.endswith(b" ") and body.rstrip(b" ").isdigit():
+                unpadded = body.rstrip(b" ")
+                data = unpadded + b"\r\n"
+        ttls = []
+        for i, token in enumerate(tokens):
+            if i == 1 and tokens[0] == b"VA" and unpadded is not None:
+                tokens[i] = b"%d" % len(unpadded)
+            elif i == 0:
+                continue
+            elif token.startswith(b"c") and token[1:].isdigit():
+                tokens[i] = b"c#%d" % self.ordinal(key, int(token[1:]))
+            elif token.startswith(b"t") and token[1:].isdigit():
+                ttls.append(int(token[1:]))
+                tokens[i] = b"t~"
+            elif token.startswith(b"s") and token[1:].isdigit() and unpadded is not None:
+                tokens[i] = b"s%d" % len(unpadded)
+        return b" ".join(tokens) + b"\r\n", data, ("ttl", ttls)
+
+    def normalize(self, items, maybe_padded=frozenset(), meta_key=None):
         """Replace CAS numbers by "#<ordinal>" and the version by a placeholder.
 
         For keys in maybe_padded, a value of digits and trailing spaces loses the spaces.
+        Meta reply lines (of a command on meta_key) go through normalize_meta.
         """
         out = []
         unpad_next_data = False
-        for kind, payload, meta in items:
-            if kind == "data" and unpad_next_data:
+        meta_data = None
+        for index, (kind, payload, meta) in enumerate(items):
+            if kind == "data" and meta_data is not None:
+                payload, meta_data = meta_data, None
+            elif kind == "data" and unpad_next_data:
                 payload = payload[:-2].rstrip(b" ") + b"\r\n"
                 unpad_next_data = False
+            if kind == "meta":
+                has_data = payload.startswith(b"VA ") and index + 1 < len(items) and items[index + 1][0] == "data"
+                data = items[index + 1][1] if has_data else None
+                payload, data, meta = self.normalize_meta(payload, data, meta_key, maybe_padded)
+                meta_data = data
             if kind == "value":
                 key, length, cas = meta
                 data = items[len(out) + 1][1] if len(out) + 1 < len(items) else b""
@@ -855,7 +1096,8 @@ class Side:
     def execute(self, command, maybe_padded=frozenset()):
         request = command.render(self.cas.cas_value)
         items, status = self.conns[command.conn].exchange(request)
-        return request, items, self.cas.normalize(items, maybe_padded), status
+        meta_key = command.keys[0] if command.keys else None
+        return request, items, self.cas.normalize(items, maybe_padded, meta_key), status
 
     def close(self):
         for conn in self.conns:
@@ -900,7 +1142,9 @@ def run(target_address, reference_address, seed, count, profile="default", conne
             t_reply, r_reply = reply_bytes(t_norm), reply_bytes(r_norm)
             if trace:
                 trace(f"#{index} [conn {command.conn}] {clip(r_request, 300)} -> {clip(r_reply, 300)}")
-            if t_reply != r_reply or t_status != r_status or "timeout" in (t_status, r_status):
+            ttl_difference = compare_ttls(t_norm, r_norm) if t_reply == r_reply else None
+            if (t_reply != r_reply or t_status != r_status or "timeout" in (t_status, r_status)
+                    or ttl_difference):
                 lines = [
                     f"differential mismatch at command #{index} of {count} "
                     f"(seed {seed}, profile {profile.name}, connection {command.conn})",
@@ -910,6 +1154,8 @@ def run(target_address, reference_address, seed, count, profile="default", conne
                 lines.append(f"request:          {clip(r_request)}")
                 if t_request != r_request:
                     lines.append(f"target request:   {clip(t_request)}  (its own CAS)")
+                if ttl_difference:
+                    lines.append(ttl_difference)
                 lines.append(f"target reply:     {clip(t_reply)}")
                 lines.append(f"reference reply:  {clip(r_reply)}")
                 if reply_bytes(t_raw) != t_reply or reply_bytes(r_raw) != r_reply:

@@ -419,6 +419,19 @@ def test_ms_I_replacing_a_stale_item_keeps_the_win_taken(client):
     assert_exchange(client, b"mg s v\r\n", b"VA 1 Z X\r\nb\r\n")
 
 
+def test_ms_I_stale_store_keeps_the_old_ttl(client):
+    # memcached's t/metaget.t "serve stale": a stale set (I, lower CAS)
+    # replaces the value but keeps the item's TTL, whatever T it carries.
+    store(client, b"s", b"moo")
+    assert_exchange(client, b"md s I T30\r\n", b"HD\r\n")
+    line = exchange(client, b"mg s c\r\n")
+    stale_cas = int(re.fullmatch(rb"HD c(\d+) X W\r\n", line).group(1))
+    assert_exchange(client, b"ms s 1 I T90 C%d\r\nf\r\n" % (stale_cas - 1), b"HD\r\n")
+    line = exchange(client, b"mg s t v\r\n")
+    match = re.fullmatch(rb"VA 1 t(\d+) Z X\r\nf\r\n", line)
+    assert match and ttl_matches(match.group(1), 30), line
+
+
 # ---------------------------------------------------------------- ms
 
 
@@ -971,3 +984,71 @@ def test_meta_and_text_commands_mix(client):
     assert_exchange(client, b"mg t v f\r\n", b"VA 1 f0\r\nx\r\n")
     assert_exchange(client, b"ms t 1 F9\r\ny\r\n", b"HD\r\n")
     client.assert_reply(b"get t\r\n", b"VALUE t 9 1\r\ny\r\nEND\r\n")
+
+
+def test_C0_compares_nothing_for_ma_and_append_but_fails_a_set_or_delete(client):
+    # memcached 1.6.18: a CAS of 0 means "no compare" in do_add_delta and
+    # for append/prepend in do_store_item, but a set or delete with C0
+    # compares (and fails against any real CAS).
+    store(client, b"n", b"5")
+    assert_exchange(client, b"ma n C0 v\r\n", b"VA 1\r\n6\r\n")
+    store(client, b"x", b"a")
+    assert_exchange(client, b"ma x C0\r\n", b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+    assert_exchange(client, b"ms x 1 C0\r\nb\r\n", b"EX\r\n")
+    assert_exchange(client, b"md x C0\r\n", b"EX\r\n")
+    assert_exchange(client, b"ms x 1 C0 MA\r\nc\r\n", b"HD\r\n")
+    assert_exchange(client, b"mg x v\r\n", b"VA 2\r\nac\r\n")
+
+
+@pytest.mark.parametrize("line, error", [
+    (b"mg foo \xff\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo \x7f\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo Tabc v v\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo Fx\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+    (b"mg foo Fx Tq\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
+    (b"mg foo O" + b"o" * 40 + b" v v\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+    (b"mg foo O" + b"o" * 40 + b" Tx\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
+    (b"ms foo 20 O7 Cabc c C99\r\n" + b"9" * 20 + b"\r\n", b"CLIENT_ERROR duplicate flag\r\n"),
+])
+def test_flag_errors_follow_memcacheds_scan(client, line, error):
+    # memcached 1.6.18 keeps scanning after a bad argument (the last message
+    # wins) and stops at a repeated flag; found by the differential test
+    # (seed 3, #578).
+    # (exchange's own `mn` shows an ms data block was swallowed, not run.)
+    assert_exchange(client, line, error)
+
+
+def test_a_classic_get_does_not_take_the_recache_win(client):
+    # memcached 1.6.18: only mg hands out W/Z; found by the differential
+    # test (seed 1, #1195: md I, get, then mg gave Z X instead of X W).
+    store(client, b"s", b"a")
+    assert_exchange(client, b"md s I\r\n", b"HD\r\n")
+    assert_exchange(client, b"get s\r\n", b"VALUE s 0 1\r\na\r\nEND\r\n")
+    assert_exchange(client, b"gets s\r\n", exchange(client, b"gets s\r\n"))
+    assert_exchange(client, b"mg s v\r\n", b"VA 1 X W\r\na\r\n")
+    assert_exchange(client, b"mg s v\r\n", b"VA 1 Z X\r\na\r\n")
+
+
+def test_ms_I_with_C0_is_a_cas_mismatch(client):
+    # A compare value of 0 is "no CAS" before the stale check (seed 2, #1205).
+    store(client, b"s", b"a")
+    assert_exchange(client, b"ms s 1 C0 I\r\nb\r\n", b"EX\r\n")
+    assert_exchange(client, b"mg s v\r\n", b"VA 1\r\na\r\n")
+
+
+def test_ma_q_hides_an_increment_but_not_a_creation_or_a_miss(client):
+    # memcached 1.6.18 skips only the reply of an increment (seed 3, #639).
+    assert_exchange(client, b"ma n q\r\n", b"NF\r\n")
+    assert_exchange(client, b"ma n q N0\r\n", b"HD\r\n")
+    assert_exchange(client, b"ma n q\r\n", b"")
+    assert_exchange(client, b"mg n v\r\n", b"VA 1\r\n1\r\n")
+
+
+def test_mg_miss_with_T_counts_as_a_get_miss(client):
+    # memcached 1.6.18 counts an mg miss as a get whatever its flags (a hit
+    # with T counts as a touch).
+    before = client.stats()
+    assert_exchange(client, b"mg nokey T30 v\r\n", b"EN\r\n")
+    after = client.stats()
+    for name, grew in [("cmd_get", 1), ("get_misses", 1), ("cmd_touch", 0), ("touch_misses", 0)]:
+        assert int(after[name]) - int(before[name]) == grew, name

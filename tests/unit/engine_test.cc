@@ -54,6 +54,14 @@ protected:
         return engine_.fetch(request, stats_);
     }
 
+    // A fetch as mg makes it: it hands out recache tokens.
+    FetchResult meta_fetch(std::string_view key) {
+        FetchRequest request;
+        request.key = key;
+        request.meta_get = true;
+        return engine_.fetch(request, stats_);
+    }
+
     ArithmeticResult arith(std::string_view key, bool increment, uint64_t delta) {
         ArithmeticRequest request;
         request.key = key;
@@ -476,6 +484,7 @@ TEST_F(EngineTest, HeldReferenceSurvivesDelete) {
 
 TEST_F(EngineTest, VivifyCreatesThenOtherWins) {
     FetchRequest request;
+    request.meta_get = true;   // as mg
     request.key = "v";
     request.vivify_exptime = 30;
     FetchResult first = engine_.fetch(request, stats_);
@@ -508,6 +517,7 @@ TEST_F(EngineTest, VivifyCreatesThenOtherWins) {
 TEST_F(EngineTest, RecacheWinsOnceWhenTtlIsLow) {
     store("k", "v", StoreMode::kSet, 0, 100);
     FetchRequest request;
+    request.meta_get = true;   // as mg
     request.key = "k";
     request.recache_below = 10;  // TTL ~100 is not below 10
     FetchResult r = engine_.fetch(request, stats_);
@@ -528,6 +538,19 @@ TEST_F(EngineTest, RecacheWinsOnceWhenTtlIsLow) {
     EXPECT_FALSE(engine_.fetch(request, stats_).won);
 }
 
+TEST_F(EngineTest, AClassicFetchOfAStaleItemLeavesTheWinToMg) {
+    store("k", "v");
+    DeleteRequest invalidate;
+    invalidate.key = "k";
+    invalidate.invalidate = true;
+    ASSERT_EQ(engine_.remove(invalidate, stats_), DeleteStatus::kDeleted);
+    FetchResult classic = fetch("k");
+    EXPECT_TRUE(classic.stale);
+    EXPECT_FALSE(classic.won);
+    EXPECT_TRUE(meta_fetch("k").won);
+    EXPECT_FALSE(meta_fetch("k").won);
+}
+
 TEST_F(EngineTest, InvalidateMarksStaleAndOneClientWins) {
     Stored s = store("k", "v");
     DeleteRequest del;
@@ -540,7 +563,7 @@ TEST_F(EngineTest, InvalidateMarksStaleAndOneClientWins) {
     EXPECT_NE(new_cas, s.cas);
     EXPECT_EQ(stats_.delete_hits.get(), 0u);  // memcached counts only real deletes
 
-    FetchResult first = fetch("k");
+    FetchResult first = meta_fetch("k");
     ASSERT_TRUE(first.item);
     EXPECT_TRUE(first.stale);
     EXPECT_TRUE(first.won);
@@ -549,14 +572,14 @@ TEST_F(EngineTest, InvalidateMarksStaleAndOneClientWins) {
     EXPECT_EQ(first.exptime, static_cast<uint32_t>(kFarFuture));
     EXPECT_EQ(first.item->value(), "v");
 
-    FetchResult second = fetch("k");
+    FetchResult second = meta_fetch("k");
     EXPECT_TRUE(second.stale);
     EXPECT_FALSE(second.won);
     EXPECT_TRUE(second.other_won);
 
     // A fresh set clears staleness.
     store("k", "fresh");
-    FetchResult third = fetch("k");
+    FetchResult third = meta_fetch("k");
     EXPECT_FALSE(third.stale);
     EXPECT_FALSE(third.won);
     EXPECT_FALSE(third.other_won);
@@ -765,3 +788,4 @@ TEST_F(NoEvictEngineTest, AppendThatDoesNotFitIsNotStored) {
 
 }  // namespace
 }  // namespace memkeep::engine
+

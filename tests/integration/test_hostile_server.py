@@ -166,6 +166,25 @@ def test_backup_made_under_user_is_owned_by_user(server_factory):
 
 
 @needs_root
+def test_user_switch_leaves_foreign_data_dir_alone():
+    """-u gives only an empty directory or a memkeep store to the user: a
+    directory of someone else's files keeps its owners and is refused."""
+    base = world_traversable_dir()
+    try:
+        data_dir = base / "data"
+        data_dir.mkdir(mode=0o755)
+        (data_dir / "notes.txt").write_text("root's")
+        code, lines = start_refused(["--storage", "durable", "--data-dir", data_dir, "-u", "nobody"])
+        assert code == 1
+        # Not given to nobody, so nobody cannot write it: refused either way.
+        assert len(lines) == 1 and ("not writable" in lines[0] or "not a memkeep store" in lines[0]), lines
+        assert files_not_owned_by(data_dir, 0) == []
+        assert sorted(p.name for p in data_dir.iterdir()) == ["notes.txt"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
 def test_user_switch_refused_when_data_dir_unreachable(tmp_path):
     """A data dir under a directory nobody cannot enter: one line saying why."""
     data_dir = tmp_path / "hidden" / "data"   # tmp_path's parents are root's 0700

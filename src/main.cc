@@ -1,8 +1,6 @@
 // memkeep: a memcached-compatible server. Flags -> Config -> Server::run.
 
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,7 +12,9 @@
 #include <string>
 
 #include "server/config.h"
+#include "server/process_setup.h"
 #include "server/server.h"
+#include "storage/data_dir.h"
 
 namespace {
 
@@ -24,13 +24,13 @@ namespace {
 // a non-zero exit.
 int report_fd = -1;
 
-int fail(const std::string& message) {
+int fail(const std::string& message, int code = 1) {
     std::fprintf(stderr, "memkeep: %s\n", message.c_str());
     if (report_fd >= 0) {
         [[maybe_unused]] ssize_t n = ::write(report_fd, message.data(), message.size());
         ::close(report_fd);
     }
-    return 1;
+    return code;
 }
 
 // Detaches from the terminal the way memcached's -d does. Returns only in
@@ -65,21 +65,6 @@ void detach_stdio() {
     if (null_fd > STDERR_FILENO) ::close(null_fd);
 }
 
-bool drop_privileges(const std::string& user, std::string* error) {
-    if (::getuid() != 0 && ::geteuid() != 0) return true;  // nothing to drop
-    if (user.empty()) return true;
-    passwd* entry = ::getpwnam(user.c_str());
-    if (!entry) {
-        *error = "can't find the user " + user + " to switch to";
-        return false;
-    }
-    if (::setgroups(0, nullptr) != 0 || ::setgid(entry->pw_gid) != 0 || ::setuid(entry->pw_uid) != 0) {
-        *error = "failed to assume the identity of " + user;
-        return false;
-    }
-    return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,21 +74,33 @@ int main(int argc, char** argv) {
         case memkeep::server::ParseOutcome::kExitFailure: return 64;  // EX_USAGE, as memcached
         case memkeep::server::ParseOutcome::kRun: break;
     }
+    // As memcached 1.6: SIGPIPE ignored (a closed peer is an EPIPE), SIGUSR1
+    // a graceful stop (taken by the server's signalfd below), SIGUSR2 left
+    // at its default.
     ::signal(SIGPIPE, SIG_IGN);
+    // Paths are made absolute before -d's chdir("/") can change what they name.
+    memkeep::server::make_paths_absolute(&config);
+    std::string error;
+    if (!memkeep::server::raise_open_file_limit(config, &error)) return fail(error, memkeep::server::kExitOsError);
+    memkeep::server::TargetUser user;
+    if (!memkeep::server::find_target_user(config, &user, &error)) return fail(error, memkeep::server::kExitNoUser);
     // Daemonize before any thread exists (the store starts threads).
     if (config.daemonize && !daemonize()) return fail("failed to daemonize");
-    // SIGTERM/SIGINT are taken by the server's signalfd; block them before
-    // any thread starts so that every thread inherits the mask.
+    // SIGTERM/SIGINT/SIGUSR1 are taken by the server's signalfd; block them
+    // before any thread starts so that every thread inherits the mask.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1);  // graceful stop, as memcached
     sigaddset(&stop_signals, SIGHUP);   // -Y reload, also taken by the signalfd
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     memkeep::server::Server server(config);
-    std::string error;
-    if (!server.open_storage(&error)) return fail(error);
+    // As root: the client ports (which may be privileged), the TLS key, the
+    // auth file and the pid file. Then the data dir is given to the -u user
+    // and root is dropped before the store opens, so that every file the
+    // store, the overflow tier and `backup` create belongs to that user.
     if (!server.load_auth_file(&error)) return fail(error);
     if (!server.open_listeners(&error)) return fail(error);
     if (!config.pidfile.empty()) {
@@ -111,7 +108,21 @@ int main(int argc, char** argv) {
         if (!pidfile) return fail("could not open the pid file " + config.pidfile);
         pidfile << ::getpid() << "\n";
     }
-    if (!drop_privileges(config.user, &error)) return fail(error);
+    if (user.switch_needed && config.storage != "memory" &&
+        !memkeep::storage::give_data_dir_to(config.data_dir, user.uid, user.gid, &error)) {
+        return fail(error);
+    }
+    if (!memkeep::server::switch_to_user(config, user, &error)) return fail(error, memkeep::server::kExitOsError);
+    if (!server.open_storage(&error)) return fail(error);
+    if (!server.open_replication_listener(&error)) return fail(error);
+    if (!server.start_listening(&error)) return fail(error);
+    if ((::getuid() == 0 || ::geteuid() == 0) && config.user.empty()) {
+        // memcached refuses to run as root without -u; memkeep warns, once
+        // it has started, so that a refusal stays one line
+        // (docs/OPERATIONS.md "Security").
+        std::fprintf(stderr, "memkeep: warning: running as root without -u; "
+                             "use -u USER to drop root once the ports are open\n");
+    }
     if (report_fd >= 0) {
         detach_stdio();
         ::close(report_fd);  // ready: the parent exits 0

@@ -74,22 +74,17 @@ int bind_socket(const std::string& address, int port, int type, const char* sche
     return fd;
 }
 
-ListenSocket open_tcp_listener(const std::string& address, int port, int backlog, std::string* error) {
+ListenSocket bind_tcp_listener(const std::string& address, int port, std::string* error) {
     ListenSocket result;
     std::string name;
     int fd = bind_socket(address, port, SOCK_STREAM, "tcp", &name, error);
     if (fd < 0) return result;
-    if (::listen(fd, backlog) != 0) {
-        *error = errno_text("listen");
-        ::close(fd);
-        return result;
-    }
     result.fd = fd;
     result.name = name;
     return result;
 }
 
-ListenSocket open_unix_listener(const std::string& path, unsigned mask, int backlog, std::string* error) {
+ListenSocket bind_unix_listener(const std::string& path, unsigned mask, std::string* error) {
     ListenSocket result;
     sockaddr_un address{};
     if (path.size() >= sizeof(address.sun_path)) {
@@ -110,13 +105,37 @@ ListenSocket open_unix_listener(const std::string& path, unsigned mask, int back
     mode_t old_mask = ::umask(~mask & 0777);
     int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
     ::umask(old_mask);
-    if (rc != 0 || ::listen(fd, backlog) != 0) {
+    if (rc != 0) {
         *error = errno_text("failed to listen on unix socket " + path);
         ::close(fd);
         return result;
     }
     result.fd = fd;
     result.name = "unix:" + path;
+    return result;
+}
+
+bool start_listening(const ListenSocket& listener, int backlog, std::string* error) {
+    if (::listen(listener.fd, backlog) == 0) return true;
+    *error = errno_text("failed to listen on " + listener.name);
+    return false;
+}
+
+ListenSocket open_tcp_listener(const std::string& address, int port, int backlog, std::string* error) {
+    ListenSocket result = bind_tcp_listener(address, port, error);
+    if (result.fd >= 0 && !start_listening(result, backlog, error)) {
+        ::close(result.fd);
+        return ListenSocket{};
+    }
+    return result;
+}
+
+ListenSocket open_unix_listener(const std::string& path, unsigned mask, int backlog, std::string* error) {
+    ListenSocket result = bind_unix_listener(path, mask, error);
+    if (result.fd >= 0 && !start_listening(result, backlog, error)) {
+        ::close(result.fd);
+        return ListenSocket{};
+    }
     return result;
 }
 

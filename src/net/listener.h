@@ -21,6 +21,13 @@ int bind_socket(const std::string& address, int port, int type, const char* sche
 ListenSocket open_tcp_listener(const std::string& address, int port, int backlog, std::string* error);
 ListenSocket open_unix_listener(const std::string& path, unsigned mask, int backlog, std::string* error);
 
+// The same in two steps: bind (as root, for a privileged port) now, listen
+// once the server is ready to serve, so that a client that can connect
+// finds the store open and every other listener up.
+ListenSocket bind_tcp_listener(const std::string& address, int port, std::string* error);
+ListenSocket bind_unix_listener(const std::string& path, unsigned mask, std::string* error);
+bool start_listening(const ListenSocket& listener, int backlog, std::string* error);
+
 // Accepts one connection as a non-blocking socket (-1 when none is waiting);
 // `peer` is set to a printable address.
 int accept_connection(const ListenSocket& listener, std::string* peer);

@@ -56,7 +56,9 @@ void write_udp_header(const UdpHeader& header, unsigned char* out) {
 }
 
 UdpEndpoint::UdpEndpoint(int fd, protocol::HandlerContext context)
-    : fd_(fd), context_(context), buffer_(kMaxDatagram) {}
+    : fd_(fd), context_(context), buffer_(kMaxDatagram) {
+    context_.datagram = true;
+}
 
 bool UdpEndpoint::run_requests(std::string_view datagram, UdpHeader* header) {
     // As memcached: a datagram must carry more than its header, and a

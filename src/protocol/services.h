@@ -55,6 +55,9 @@ struct HandlerContext {
     engine::OpStats& stats;   // the worker thread's counters
     ServerServices& server;
     int connection_fd = -1;
+    // UDP: each request is one datagram whose source address can be forged;
+    // admin commands are refused on it.
+    bool datagram = false;
 };
 
 }  // namespace memkeep::protocol

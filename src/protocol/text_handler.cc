@@ -124,6 +124,12 @@ std::string_view TextHandler::refusal(engine::Refusal refusal) {
     return refusal_line_;
 }
 
+const char* TextHandler::admin_refusal() const {
+    if (ctx_.datagram) return "CLIENT_ERROR admin commands are not accepted over UDP";
+    if (ctx_.server.sasl() != nullptr) return "CLIENT_ERROR admin commands need an authenticated connection";
+    return nullptr;
+}
+
 void TextHandler::reply(Output& out, std::string_view line) {
     if (request_.noreply) return;
     out.append(line);
@@ -238,12 +244,14 @@ void TextHandler::handle_line(std::string_view line, Output& out) {
         case TextCommand::kBackup: {
             // Admin: `backup [name]` writes a checkpoint of the durable store.
             if (request_.tokens.size() > 2) return out.append("ERROR\r\n");
+            if (const char* refusal = admin_refusal()) return reply(out, refusal);
             out.append(ctx_.server.admin_backup(request_.tokens.size() == 2 ? request_.tokens[1] : ""));
             return out.append("\r\n");
         }
         case TextCommand::kReplication: {
             // Admin: `replication promote`, `replication replica-of HOST[:PORT]`.
             if (request_.tokens.size() < 2 || request_.tokens.size() > 3) return out.append("ERROR\r\n");
+            if (const char* refusal = admin_refusal()) return reply(out, refusal);
             out.append(ctx_.server.admin_replication(request_.tokens[1],
                                                      request_.tokens.size() == 3 ? request_.tokens[2] : ""));
             return out.append("\r\n");

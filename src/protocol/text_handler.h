@@ -68,6 +68,12 @@ private:
     void meta_arithmetic(Output& out);
     void meta_debug(Output& out);
 
+    // Admin commands (`backup`, `replication ...`): the CLIENT_ERROR line
+    // refusing them on this connection, or null when they may run. Refused
+    // over UDP (a datagram's source can be forged) and, with -S, on any text
+    // connection (SASL authenticates binary connections only; -Y connections
+    // reach this handler only once logged in).
+    const char* admin_refusal() const;
     // A reply line, unless the request asked for noreply.
     void reply(Output& out, std::string_view line);
     // A refused write's error line (kept in refusal_line_ until the next one).

@@ -289,6 +289,13 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
         if (secret.empty()) return reject("--repl-secret-file: " + secret_file + " is empty");
         config->repl_secret = secret;
     }
+    // Security (docs/OPERATIONS.md "Security"): every way in is authenticated.
+    if (config->enable_sasl && config->udp_port != 0) {
+        // memcached 1.6.18: "Cannot enable UDP while using binary SASL
+        // authentication", exit 64. A datagram has no connection to log in.
+        return reject("-S/--enable-sasl: cannot enable UDP while using binary SASL authentication (-U 0 to disable)");
+    }
+
     // As memcached: -U without -p also sets the TCP port.
     if (config->udp_port != 0 && app.count("--port") == 0) config->port = config->udp_port;
     return ParseOutcome::kRun;

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +31,19 @@ engine::EngineConfig engine_config(const Config& config) {
                           : config.storage == "overflow" ? engine::StorageMode::kOverflow
                                                          : engine::StorageMode::kMemory;
     return result;
+}
+
+// A backup's name becomes a directory under <data-dir>/backups: letters,
+// digits, '.', '_' and '-' only (no '/', no control characters), not
+// starting with '.' (no "..", no hidden directories), at most 128 bytes.
+bool valid_backup_name(std::string_view name) {
+    if (name.empty() || name.size() > 128 || name[0] == '.') return false;
+    for (char c : name) {
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                       c == '_' || c == '-';
+        if (!allowed) return false;
+    }
+    return true;
 }
 
 constexpr std::string_view kTooManyConnections = "ERROR Too many open connections\r\n";
@@ -96,8 +110,8 @@ std::string Server::admin_backup(std::string_view name) {
     if (config_.storage != "durable") return "CLIENT_ERROR backup needs --storage durable";
     std::string label(name);
     if (label.empty()) label = fmt::format("backup-{}", ::time(nullptr));
-    if (label.find('/') != std::string::npos || label == "." || label == "..") {
-        return "CLIENT_ERROR bad backup name";
+    if (!valid_backup_name(label)) {
+        return "CLIENT_ERROR bad backup name (use letters, digits, '.', '_' and '-', not starting with '.')";
     }
     std::string directory = config_.data_dir + "/backups/" + label;
     ::mkdir((config_.data_dir + "/backups").c_str(), 0755);
@@ -136,23 +150,33 @@ bool Server::open_listeners(std::string* error) {
         if (!tls_) return false;
     }
     if (!config_.unix_socket.empty()) {
-        auto listener = net::open_unix_listener(config_.unix_socket, config_.unix_mask, config_.listen_backlog, error);
+        auto listener = net::bind_unix_listener(config_.unix_socket, config_.unix_mask, error);
         if (listener.fd < 0) return false;
         listeners_.push_back(listener);
         return true;
     }
     for (const auto& address : config_.listen_addresses) {
-        auto listener = net::open_tcp_listener(address, config_.port, config_.listen_backlog, error);
+        auto listener = net::bind_tcp_listener(address, config_.port, error);
         if (listener.fd < 0) return false;
         listeners_.push_back(listener);
     }
-    if (replicator_ && !replicator_->open(error)) return false;
     // -U: a UDP socket on each -l address (not with -s, as memcached).
     for (const auto& address : config_.listen_addresses) {
         if (config_.udp_port == 0) break;
         auto udp = net::open_udp_socket(address, config_.udp_port, error);
         if (udp.fd < 0) return false;
         udp_sockets_.push_back(udp);
+    }
+    return true;
+}
+
+bool Server::open_replication_listener(std::string* error) {
+    return !replicator_ || replicator_->open(error);
+}
+
+bool Server::start_listening(std::string* error) {
+    for (const auto& listener : listeners_) {
+        if (!net::start_listening(listener, config_.listen_backlog, error)) return false;
     }
     return true;
 }
@@ -165,14 +189,44 @@ void Server::connection_closed(const net::ConnectionInfo& info) {
         registry_.erase(info.fd);
     }
     current_connections_.fetch_sub(1);
+    // A file descriptor came free: resume accepting if EMFILE paused it.
+    if (accept_paused_.load() && accept_wake_fd_ >= 0) {
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(accept_wake_fd_, &one, sizeof(one));
+    }
     if (verbosity_.load() >= 2) log_line(fmt::format("<{} connection closed.", info.fd));
+}
+
+void Server::pause_accepting() {
+    // As memcached on EMFILE: stop accepting (the listeners leave the epoll
+    // set, so a listener that stays readable cannot spin the loop) until a
+    // connection closes or the next maintenance tick. Waiting clients stay
+    // in the kernel's backlog.
+    if (accept_paused_.exchange(true)) return;
+    for (const auto& listener : listeners_) ::epoll_ctl(main_epoll_fd_, EPOLL_CTL_DEL, listener.fd, nullptr);
+    rejected_connections_.fetch_add(1);
+    listen_disabled_.fetch_add(1);
+    log_line("too many open files: not accepting connections until one closes");
+}
+
+void Server::resume_accepting() {
+    if (!accept_paused_.exchange(false)) return;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    for (const auto& listener : listeners_) {
+        event.data.fd = listener.fd;
+        ::epoll_ctl(main_epoll_fd_, EPOLL_CTL_ADD, listener.fd, &event);
+    }
 }
 
 void Server::accept_from(const net::ListenSocket& listener) {
     for (;;) {
         std::string peer;
         int fd = net::accept_connection(listener, &peer);
-        if (fd < 0) return;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) pause_accepting();
+            return;
+        }
         if (current_connections_.load() >= static_cast<uint64_t>(config_.conn_limit)) {
             [[maybe_unused]] ssize_t n = ::send(fd, kTooManyConnections.data(), kTooManyConnections.size(), MSG_NOSIGNAL);
             ::close(fd);
@@ -197,12 +251,13 @@ void Server::accept_from(const net::ListenSocket& listener) {
 }
 
 int Server::run() {
-    // SIGTERM/SIGINT (stop) and SIGHUP (reload the -Y file) arrive through
+    // SIGTERM/SIGINT/SIGUSR1 (stop) and SIGHUP (reload the -Y file) arrive through
     // a signalfd on this thread; workers inherit the blocked mask.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1);   // as memcached 1.6: a graceful stop
     sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     int signal_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -221,10 +276,14 @@ int Server::run() {
     if (replicator_) replicator_->start();
 
     int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    main_epoll_fd_ = epoll_fd;
+    accept_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.fd = signal_fd;
     ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, signal_fd, &event);
+    event.data.fd = accept_wake_fd_;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, accept_wake_fd_, &event);
     for (const auto& listener : listeners_) {
         event.data.fd = listener.fd;
         ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener.fd, &event);
@@ -251,17 +310,26 @@ int Server::run() {
                     else if (auth_ && verbosity_.load() >= 1) log_line("auth file reloaded");
                     continue;
                 }
-                if (verbosity_.load() >= 1) log_line(fmt::format("signal {} received, shutting down", info.ssi_signo));
+                if (info.ssi_signo == SIGUSR1) log_line("Gracefully stopping");
+                else if (verbosity_.load() >= 1) log_line(fmt::format("signal {} received, shutting down", info.ssi_signo));
                 running = false;
                 continue;
             }
+            if (ready[i].data.fd == accept_wake_fd_) {
+                uint64_t count;
+                [[maybe_unused]] ssize_t r = ::read(accept_wake_fd_, &count, sizeof(count));
+                resume_accepting();
+                continue;
+            }
             for (const auto& listener : listeners_) {
+                if (accept_paused_.load()) break;
                 if (listener.fd == ready[i].data.fd) accept_from(listener);
             }
         }
         time_t now = ::time(nullptr);
         if (now != last_maintenance) {
             last_maintenance = now;
+            resume_accepting();   // fds may have come free outside our connections
             engine_->run_maintenance();
             engine_->save_state();
             if (replicator_) replicator_->save_progress();
@@ -280,6 +348,8 @@ int Server::run() {
     engine_->save_state();
     ::close(epoll_fd);
     ::close(signal_fd);
+    ::close(accept_wake_fd_);
+    accept_wake_fd_ = -1;
     return 0;
 }
 

@@ -35,15 +35,25 @@ public:
     // `error` set when the data directory cannot be used.
     bool open_storage(std::string* error);
 
-    // Opens every listening socket. Done before daemonizing so that a port in
-    // use is reported to the person who started us, with a non-zero exit.
+    // Binds every client socket (as root, before the -u switch, so that a
+    // privileged port works). Done before daemonizing so that a port in use
+    // is reported to the person who started us, with a non-zero exit. The
+    // TCP and UNIX sockets accept only after start_listening.
     bool open_listeners(std::string* error);
+
+    // listen() on the client sockets, once the store and the replication
+    // listener are open: a client that can connect is served.
+    bool start_listening(std::string* error);
+
+    // Opens the replication listener (-X); after open_storage, as the -u
+    // user. True when replication is off.
+    bool open_replication_listener(std::string* error);
 
     // -Y: reads the auth file; false with `error` naming it when it cannot
     // be read. Called before anything listens. SIGHUP reads it again.
     bool load_auth_file(std::string* error);
 
-    // Serves until SIGTERM or SIGINT, then stops accepting, finishes replies
+    // Serves until SIGTERM, SIGINT or SIGUSR1 (memcached's graceful stop), then stops accepting, finishes replies
     // in flight and returns the exit code (0).
     int run();
 
@@ -61,6 +71,10 @@ public:
 
 private:
     void accept_from(const net::ListenSocket& listener);
+    // EMFILE/ENFILE: the listeners leave the main loop's epoll set until a
+    // connection closes (accept_wake_fd_) or the next maintenance tick.
+    void pause_accepting();
+    void resume_accepting();
     void connection_closed(const net::ConnectionInfo& info);
     // -B as the connections see it.
     protocol::ProtocolChoice protocol_choice() const;
@@ -95,6 +109,10 @@ private:
     std::atomic<uint64_t> current_connections_{0};
     std::atomic<uint64_t> total_connections_{0};
     std::atomic<uint64_t> rejected_connections_{0};
+    std::atomic<uint64_t> listen_disabled_{0};   // times EMFILE paused accepting
+    std::atomic<bool> accept_paused_{false};
+    int main_epoll_fd_ = -1;
+    int accept_wake_fd_ = -1;   // eventfd written by workers when a connection closes
     std::mutex registry_mutex_;
     std::map<int, std::shared_ptr<net::ConnectionInfo>> registry_;
 };

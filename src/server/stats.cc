@@ -50,6 +50,7 @@ void Server::reset_stats() {
     engine_->cache().reset_counters();
     total_connections_.store(0);
     rejected_connections_.store(0);
+    listen_disabled_.store(0);
     if (tls_) tls_->reset_stats();
     prefix_stats_.clear();
 }
@@ -114,7 +115,8 @@ void Server::general_stats(protocol::StatLines& out) {
     add_number(out, "bytes_read", t.bytes_read);
     add_number(out, "bytes_written", t.bytes_written);
     add_number(out, "limit_maxbytes", engine_->config().memory_limit);
-    add_number(out, "accepting_conns", 1);
+    add_number(out, "accepting_conns", accept_paused_.load() ? 0 : 1);
+    add_number(out, "listen_disabled_num", listen_disabled_.load());
     add_number(out, "threads", workers_.size());
     add_number(out, "conn_yields", conn_yields);
     add_number(out, "bytes", cache.linked_bytes);

@@ -235,3 +235,17 @@ TEST(Config, ParseSize) {
 
 }  // namespace
 }  // namespace memkeep::server
+
+namespace memkeep::server {
+namespace {
+
+// memcached 1.6.18 refuses -S with -U (exit 64): a datagram has no
+// connection to authenticate, so UDP would be a way around SASL.
+TEST(Config, SaslWithUdpIsRefused) {
+    EXPECT_EQ(parse({"-S", "-U", "11211"}), ParseOutcome::kExitFailure);
+    EXPECT_EQ(parse({"-S", "-U", "0"}), ParseOutcome::kRun);
+    EXPECT_EQ(parse({"-U", "11211"}), ParseOutcome::kRun);
+}
+
+}  // namespace
+}  // namespace memkeep::server

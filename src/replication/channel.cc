@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "replication/node.h"
+
 namespace memkeep::replication {
 
 Channel::Channel(int fd, int timeout_seconds) : fd_(fd) {
@@ -48,6 +50,14 @@ bool Channel::fill() {
     }
     char chunk[65536];
     for (;;) {
+        if (deadline_ms_ != 0) {
+            int64_t left = deadline_ms_ - monotonic_ms();
+            pollfd waiting{fd_, POLLIN, 0};
+            if (left <= 0 || ::poll(&waiting, 1, static_cast<int>(left)) == 0) {
+                error_ = "handshake not finished in time";
+                return false;
+            }
+        }
         ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) {
@@ -93,8 +103,9 @@ bool Channel::receive(FrameType* type, std::string* payload) {
     }
     uint32_t length;
     std::memcpy(&length, buffer_.data() + consumed_ + 1, 4);
-    if (length > kMaxFramePayload) {
-        error_ = "frame too large (garbage or an incompatible node)";
+    if (length > max_payload_) {
+        error_ = max_payload_ < kMaxFramePayload ? "handshake frame too large"
+                                                 : "frame too large (garbage or an incompatible node)";
         return false;
     }
     while (buffer_.size() - consumed_ < kFrameHeaderSize + length) {

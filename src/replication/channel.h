@@ -29,6 +29,18 @@ public:
     // The next frame if one has arrived, without waiting.
     enum class Poll { kFrame, kNothing, kFailed };
     Poll poll_frame(FrameType* type, std::string* payload);
+    // Before the other node has proved the secret: frames of at most
+    // `max_payload` bytes, and every receive fails once `deadline_ms` (a
+    // monotonic_ms() time) has passed, however the bytes trickle in.
+    // end_handshake() lifts both.
+    void limit_handshake(uint32_t max_payload, int64_t deadline_ms) {
+        max_payload_ = max_payload;
+        deadline_ms_ = deadline_ms;
+    }
+    void end_handshake() {
+        max_payload_ = kMaxFramePayload;
+        deadline_ms_ = 0;
+    }
     // Unblocks any thread in send or receive (they then fail).
     void shut_down();
     const std::string& error() const { return error_; }
@@ -43,6 +55,8 @@ private:
     bool fill();
 
     int fd_;
+    uint32_t max_payload_ = kMaxFramePayload;
+    int64_t deadline_ms_ = 0;   // 0: none
     std::string buffer_;   // received, not yet returned
     size_t consumed_ = 0;
     std::string error_;

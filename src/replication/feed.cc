@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <system_error>
 
 #include "replication/auth.h"
 
@@ -14,9 +15,10 @@ constexpr size_t kBatchBytes = 256 * 1024;
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
 }  // namespace
 
-Feed::Feed(Node& node, int fd, std::string address)
+Feed::Feed(Node& node, int fd, std::string address, int64_t accepted_ms)
     : node_(node), channel_(std::make_unique<Channel>(fd, node.options.timeout_seconds)), address_(std::move(address)) {
     channel_->count_into(&node.counters.bytes_sent, &node.counters.bytes_received);
+    channel_->limit_handshake(kMaxHandshakePayload, accepted_ms + kHandshakeDeadlineMs);
 }
 
 Feed::~Feed() {
@@ -25,8 +27,21 @@ Feed::~Feed() {
     if (reader_.joinable()) reader_.join();
 }
 
-void Feed::start() {
-    writer_ = std::thread([this] { run(); });
+bool Feed::authenticate() {
+    if (!handshake()) return false;
+    channel_->end_handshake();
+    return true;
+}
+
+bool Feed::start() {
+    try {
+        writer_ = std::thread([this] { run(); });
+        return true;
+    } catch (const std::system_error& error) {
+        node_.log_line(fmt::format("replication: cannot start a thread for {} ({}); closing its connection", address_,
+                                   error.what()));
+        return false;
+    }
 }
 
 void Feed::stop() {
@@ -35,7 +50,8 @@ void Feed::stop() {
     node_.log.wake_all();
 }
 
-bool Feed::handshake(Welcome* welcome) {
+bool Feed::handshake() {
+    Welcome* welcome = &welcome_;
     const ReplicationOptions& options = node_.options;
     Hello hello;
     hello.node_id = node_.node_id;
@@ -233,11 +249,17 @@ int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.l
 
 void Feed::run() {
     schedule_as_background_work(node_.options);
-    Welcome welcome;
-    if (handshake(&welcome)) {
+    const Welcome& welcome = welcome_;
+    {
         acked_.store(welcome.offset);
         last_ack_ms_.store(monotonic_ms());
-        if (node_.options.sync_count > 0) reader_ = std::thread([this] { read_acks(); });
+        if (node_.options.sync_count > 0) {
+            // Without a thread of its own, the writer takes acknowledgements between batches.
+            try {
+                reader_ = std::thread([this] { read_acks(); });
+            } catch (const std::system_error&) {
+            }
+        }
         bool full = welcome.mode == SyncMode::kFull;
         (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
         node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",

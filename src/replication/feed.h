@@ -21,9 +21,17 @@ namespace memkeep::replication {
 
 class Feed {
 public:
-    Feed(Node& node, int fd, std::string address);
+    // `accepted_ms`: when the connection was accepted (monotonic_ms()); the
+    // handshake must be over kHandshakeDeadlineMs after it.
+    Feed(Node& node, int fd, std::string address, int64_t accepted_ms);
     ~Feed();
-    void start();
+    // The handshake, on the calling thread (a HandshakePool worker): true
+    // when the other node proved the secret and was welcomed.
+    bool authenticate();
+    // After authenticate(): the thread that syncs and streams. False (and
+    // logged) when no thread can be started; the caller then drops the Feed,
+    // which closes the connection.
+    bool start();
     // Asks the threads to stop (they finish on their own once the socket is shut).
     void stop();
     bool finished() const { return finished_.load(); }
@@ -38,7 +46,7 @@ public:
 
 private:
     void run();
-    bool handshake(Welcome* welcome);
+    bool handshake();
     bool send_snapshot();
     bool stream_from(uint64_t offset);
     // --repl-sync: a thread reads acknowledgements as they come.
@@ -52,6 +60,7 @@ private:
     Node& node_;
     std::unique_ptr<Channel> channel_;
     std::string address_;
+    Welcome welcome_;   // what authenticate() agreed
     std::thread writer_, reader_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> finished_{false};

@@ -37,6 +37,7 @@ struct ReplicationOptions {
     int sync_count = 0;                           // --repl-sync
     int sync_timeout_ms = 1000;
     int timeout_seconds = 10;                     // --repl-timeout
+    int64_t max_clock_offset_ms = 500;            // --repl-max-clock-offset (record_check.h)
     std::function<void(std::string_view)> log;    // one line to stderr
 };
 
@@ -45,7 +46,7 @@ struct ReplicationCounters {
     std::atomic<uint64_t> records_received{0}, bytes_received{0}, records_applied{0}, conflicts{0},
         duplicates{0}, apply_failures{0}, records_sent{0}, bytes_sent{0}, full_syncs{0}, partial_syncs{0},
         full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0},
-        sync_timeouts{0};
+        sync_timeouts{0}, rejected_records{0}, unauthenticated_refused{0};
 };
 
 // Asynchronous replication is background work: a feed or link thread runs as

@@ -36,6 +36,12 @@ inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kProofSize = 32;
 inline constexpr size_t kFrameHeaderSize = 5;
 inline constexpr uint32_t kMaxFramePayload = 64u << 20;
+// Until the secret is proved (HELLO, JOIN, WELCOME, REFUSE are each well
+// under 200 bytes): frames of at most this size, and the whole handshake
+// within this time; an unauthenticated node gets no more of this node's
+// memory or time than that.
+inline constexpr uint32_t kMaxHandshakePayload = 4096;
+inline constexpr int kHandshakeDeadlineMs = 5000;
 
 enum class FrameType : uint8_t {
     kHello = 1,

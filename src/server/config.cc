@@ -172,6 +172,13 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("--repl-timeout", config->repl_timeout_seconds,
                    "seconds of silence after which a replication connection is dropped and retried (default: 10)")
         ->check(CLI::Range(1, 3600));
+    // Replication security (docs/OPERATIONS.md "Security: replication").
+    app.add_flag("--repl-insecure", config->repl_insecure,
+                 "allow replication without --repl-secret-file although -S, -Y or -Z protect the client port");
+    app.add_option("--repl-max-clock-offset", config->repl_max_clock_offset_ms,
+                   "milliseconds a replicated write's version may be ahead of this node's clock; records further "
+                   "ahead are refused and the link dropped (default: 500)")
+        ->check(CLI::Range(1, 3600000));
 
     try {
         app.parse(argc, argv);
@@ -285,6 +292,14 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
         while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
         if (secret.empty()) return reject("--repl-secret-file: " + secret_file + " is empty");
         config->repl_secret = secret;
+    }
+    // A client port protected by SASL, ascii auth or TLS next to a replication
+    // port anyone can join would hand out the same data without any of it.
+    bool clients_protected = config->enable_sasl || !config->auth_file.empty() || config->enable_ssl;
+    if (config->replication() && config->repl_secret.empty() && clients_protected && !config->repl_insecure) {
+        return reject("--repl-secret-file: needed for replication when -S, -Y or -Z protects the client port "
+                      "(anyone could join the replication port and read every write); "
+                      "--repl-insecure to run without it");
     }
     // As memcached: -U without -p also sets the TCP port.
     if (config->udp_port != 0 && app.count("--port") == 0) config->port = config->udp_port;

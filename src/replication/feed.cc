@@ -53,6 +53,14 @@ void Feed::stop() {
 bool Feed::handshake() {
     Welcome* welcome = &welcome_;
     const ReplicationOptions& options = node_.options;
+    if (node_.tls && !channel_->start_tls(node_.tls, true)) {
+        std::string line = fmt::format("replication: refused a node at {}: {}", address_.substr(0, address_.rfind(':')),
+                                       channel_->error());
+        if (node_.feed_log_filter.first_time(line)) node_.log_line(line);
+        node_.counters.links_refused.fetch_add(1);
+        return false;
+    }
+    const std::string binding = channel_->channel_binding();
     Hello hello;
     hello.node_id = node_.node_id;
     hello.run_id = node_.run_id;
@@ -80,7 +88,8 @@ bool Feed::handshake() {
                                   kProtocolVersion));
     }
     if (join.node_id == node_.node_id) return refuse("a node cannot replicate from itself");
-    if (!options.secret.empty() && !proof_matches(options.secret, "join", hello.nonce, join.proof)) {
+    const std::string transcript = proof_transcript(hello.nonce, join.nonce, join.role, binding);
+    if (!options.secret.empty() && !proof_matches(options.secret, "join", transcript, join.proof)) {
         node_.counters.auth_failures.fetch_add(1);
         return refuse("authentication failed (wrong or missing --repl-secret-file)");
     }
@@ -98,7 +107,7 @@ bool Feed::handshake() {
         welcome->mode = SyncMode::kFull;
         welcome->offset = end;
     }
-    welcome->proof = prove(options.secret, "welcome", join.nonce);
+    welcome->proof = prove(options.secret, "welcome", transcript);
     return channel_->send_frame(FrameType::kWelcome, encode_welcome(*welcome));
 }
 

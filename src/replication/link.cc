@@ -147,6 +147,12 @@ bool Link::session() {
     };
 
     set_state(State::kHandshake);
+    if (node_.tls && !channel.start_tls(node_.tls, false)) {
+        node_.counters.links_refused.fetch_add(1);
+        set_state(State::kRefused, channel.error());
+        return false;
+    }
+    const std::string binding = channel.channel_binding();
     FrameType type;
     std::string payload;
     if (!channel.receive(&type, &payload)) return dropped("handshake failed: " + channel.error());
@@ -171,7 +177,8 @@ bool Link::session() {
     join.resume_run_id = resume_run_id_.load();
     join.resume_offset = applied_offset_.load();
     join.nonce = make_nonce();
-    join.proof = prove(options.secret, "join", hello.nonce);
+    const std::string transcript = proof_transcript(hello.nonce, join.nonce, role_, binding);
+    join.proof = prove(options.secret, "join", transcript);
     if (!channel.send_frame(FrameType::kJoin, encode_join(join))) return dropped("handshake failed: " + channel.error());
     if (!channel.receive(&type, &payload)) return dropped("handshake failed: " + channel.error());
     if (type == FrameType::kRefuse) return refused("refused by the other node: " + payload, false);
@@ -179,7 +186,7 @@ bool Link::session() {
     if (type != FrameType::kWelcome || !decode_welcome(payload, &welcome)) {
         return refused("bad handshake reply", false);
     }
-    if (!options.secret.empty() && !proof_matches(options.secret, "welcome", join.nonce, welcome.proof)) {
+    if (!options.secret.empty() && !proof_matches(options.secret, "welcome", transcript, welcome.proof)) {
         node_.counters.auth_failures.fetch_add(1);
         return refused("the other node failed to prove the secret", false);
     }

@@ -3,6 +3,7 @@
 // log, the options, the counters behind `stats repl`. Owned by Replicator;
 // Feed and Link hold a reference.
 
+#include <openssl/types.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -39,6 +40,8 @@ struct ReplicationOptions {
     int timeout_seconds = 10;                     // --repl-timeout
     int64_t max_clock_offset_ms = 500;            // --repl-max-clock-offset (record_check.h)
     std::function<void(std::string_view)> log;    // one line to stderr
+    bool tls = false;                             // --repl-tls, with these files:
+    std::string tls_cert, tls_key, tls_ca;        // --tls-cert, --tls-key, --tls-ca
 };
 
 // Counters of `stats repl` (names as printed, without the repl_ prefix).
@@ -93,6 +96,7 @@ struct Node {
     std::mutex& acks_mutex;
     std::condition_variable& acks_changed;
     RepeatFilter& feed_log_filter;   // lines about connections this node refused
+    SSL_CTX* tls = nullptr;          // --repl-tls (link_tls.h), set by Replicator::open
 
     void log_line(std::string_view line) const {
         if (options.log) options.log(line);

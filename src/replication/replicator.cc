@@ -48,6 +48,11 @@ Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend
 Replicator::~Replicator() { stop(); }
 
 bool Replicator::open(std::string* error) {
+    if (options_.tls) {
+        tls_ = make_link_tls_context(options_.tls_cert, options_.tls_key, options_.tls_ca, error);
+        if (!tls_) return false;
+        node_.tls = tls_.get();
+    }
     if (options_.port == 0) return true;
     for (const std::string& address : options_.listen_addresses) {
         auto listener = net::open_tcp_listener(address, options_.port, 64, error);

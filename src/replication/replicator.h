@@ -24,6 +24,7 @@
 #include "replication/feed.h"
 #include "replication/handshake_pool.h"
 #include "replication/link.h"
+#include "replication/link_tls.h"
 #include "replication/node.h"
 
 namespace memkeep::replication {
@@ -79,6 +80,7 @@ private:
     std::condition_variable acks_changed_;
     RepeatFilter feed_log_filter_;
     Node node_;
+    LinkTlsContext tls_;
     std::vector<int> listen_fds_;
     std::thread acceptor_;
     std::atomic<bool> stopping_{false};

@@ -14,8 +14,9 @@
 //                                       <-  ACK applied offset  (after each RECORDS, and each PING)
 //
 // Either side may send REFUSE with a reason and close. The proofs are
-// HMAC-SHA256 of the other side's nonce under the shared secret (see
-// auth.h): the secret itself never crosses the wire.
+// HMAC-SHA256 under the shared secret of both nonces, the role and, with
+// --repl-tls (TLS 1.3 before HELLO), the TLS exporter (see auth.h): the
+// secret itself never crosses the wire.
 //
 // Offsets are byte positions in the upstream's replication log (backlog.h);
 // a run id names one run of the upstream process, so a downstream that comes
@@ -30,7 +31,8 @@
 
 namespace memkeep::replication {
 
-inline constexpr uint16_t kProtocolVersion = 1;
+// 2: proofs cover both nonces, the role and the TLS exporter (auth.h).
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr std::string_view kMagic = "MKREPL";
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kProofSize = 32;

@@ -179,6 +179,9 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
                    "milliseconds a replicated write's version may be ahead of this node's clock; records further "
                    "ahead are refused and the link dropped (default: 500)")
         ->check(CLI::Range(1, 3600000));
+    app.add_flag("--repl-tls", config->repl_tls,
+                 "TLS 1.3 on replication links, with --tls-cert/--tls-key; peers must present a certificate "
+                 "signed by --tls-ca (both directions)");
 
     try {
         app.parse(argc, argv);
@@ -293,6 +296,11 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
         if (secret.empty()) return reject("--repl-secret-file: " + secret_file + " is empty");
         config->repl_secret = secret;
     }
+    if (config->repl_tls && (config->tls_cert.empty() || config->tls_ca.empty())) {
+        return reject("--repl-tls: needs --tls-cert FILE, --tls-key FILE and --tls-ca FILE (the CA that signs every "
+                      "node's certificate)");
+    }
+    if (config->repl_tls && !config->replication()) return reject("--repl-tls: replication is not enabled");
     // A client port protected by SASL, ascii auth or TLS next to a replication
     // port anyone can join would hand out the same data without any of it.
     bool clients_protected = config->enable_sasl || !config->auth_file.empty() || config->enable_ssl;

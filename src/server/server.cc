@@ -73,6 +73,10 @@ bool Server::open_storage(std::string* error) {
         options.sync_timeout_ms = config_.repl_sync_timeout_ms;
         options.timeout_seconds = config_.repl_timeout_seconds;
         options.max_clock_offset_ms = config_.repl_max_clock_offset_ms;
+        options.tls = config_.repl_tls;
+        options.tls_cert = config_.tls_cert;
+        options.tls_key = config_.tls_key.empty() ? config_.tls_cert : config_.tls_key;
+        options.tls_ca = config_.tls_ca;
         if (config_.repl_secret.empty() &&
             (config_.enable_sasl || !config_.auth_file.empty() || config_.enable_ssl)) {
             log_line("WARNING: --repl-insecure: the replication port has no --repl-secret-file; anyone who can "

@@ -259,33 +259,31 @@ int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.l
 void Feed::run() {
     schedule_as_background_work(node_.options);
     const Welcome& welcome = welcome_;
-    {
-        acked_.store(welcome.offset);
-        last_ack_ms_.store(monotonic_ms());
-        if (node_.options.sync_count > 0) {
-            // Without a thread of its own, the writer takes acknowledgements between batches.
-            try {
-                reader_ = std::thread([this] { read_acks(); });
-            } catch (const std::system_error&) {
-            }
+    acked_.store(welcome.offset);
+    last_ack_ms_.store(monotonic_ms());
+    if (node_.options.sync_count > 0) {
+        // Without a thread of its own, the writer takes acknowledgements between batches.
+        try {
+            reader_ = std::thread([this] { read_acks(); });
+        } catch (const std::system_error&) {
         }
-        bool full = welcome.mode == SyncMode::kFull;
-        (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
-        node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",
-                                   address_, role_.load() == Role::kPeer ? "peer" : "replica", peer_node_id_.load(),
-                                   welcome.offset));
-        bool ok = !full || send_snapshot();
-        if (ok && full && !channel_->send_frame(FrameType::kSnapshotEnd, [&] {
-                std::string offset;
-                put_u64(offset, welcome.offset);
-                return offset;
-            }())) {
-            ok = false;
-        }
-        if (ok) stream_from(welcome.offset);
-        if (!stopping_.load() && !channel_->error().empty()) {
-            node_.log_line(fmt::format("replication: feed to {} closed: {}", address_, channel_->error()));
-        }
+    }
+    bool full = welcome.mode == SyncMode::kFull;
+    (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
+    node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",
+                               address_, role_.load() == Role::kPeer ? "peer" : "replica", peer_node_id_.load(),
+                               welcome.offset));
+    bool ok = !full || send_snapshot();
+    if (ok && full && !channel_->send_frame(FrameType::kSnapshotEnd, [&] {
+            std::string offset;
+            put_u64(offset, welcome.offset);
+            return offset;
+        }())) {
+        ok = false;
+    }
+    if (ok) stream_from(welcome.offset);
+    if (!stopping_.load() && !channel_->error().empty()) {
+        node_.log_line(fmt::format("replication: feed to {} closed: {}", address_, channel_->error()));
     }
     streaming_.store(false);
     stopping_.store(true);

@@ -1,11 +1,13 @@
 #pragma once
 // Feed: this node's side of a connection from a node that pulls from it (a
-// peer, or a replica). It runs the handshake (proving and checking the
-// secret), decides between a partial sync (the other node's offset is still
-// in our log) and a full sync (a snapshot of everything, then the log from
-// where the snapshot began), then streams the log: to a peer every mutation
-// except those the peer itself originated, to a replica everything. A second
-// thread reads the other node's acknowledgements.
+// peer, or a replica). It runs the handshake on a HandshakePool thread
+// (TLS with --repl-tls, proving and checking the secret), and only then gets
+// a thread of its own; it decides between a partial sync (the other node's
+// offset is still in our log) and a full sync (a snapshot of everything, then
+// the log from where the snapshot began), then streams the log: to a peer
+// every mutation except those the peer itself originated, to a replica
+// everything. With --repl-sync a second thread reads the other node's
+// acknowledgements.
 
 #include <atomic>
 #include <cstdint>

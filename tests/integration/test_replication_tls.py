@@ -283,3 +283,21 @@ def test_a_proof_relayed_into_another_tls_session_is_refused(server_factory, pki
         assert replica.counter("repl_links_up") == 0
     finally:
         middle.close()
+
+
+def test_synchronous_writes_over_tls(server_factory, pki, secret_file):
+    # --repl-sync: the feed's writer and its acknowledgement reader share one TLS session.
+    primary = start_node(server_factory, name="A", secret_file=secret_file,
+                         extra=[*tls_flags(pki), "--repl-sync", "1", "--repl-sync-timeout", "5000", "-t", "2"])
+    replica = start_node(server_factory, name="R", repl_port=0, replica_of=primary, secret_file=secret_file,
+                         extra=tls_flags(pki))
+    nodes = (primary, replica)
+    wait_until(lambda: primary.counter("repl_feeds") == 1 and replica.stat("repl_link_0_state") == "streaming",
+               message="the link streaming", nodes=nodes)
+    with primary.connect() as c:
+        for i in range(50):
+            c.assert_reply(b"set sync%d 0 0 3\r\nv%02d\r\n" % (i, i), b"STORED\r\n")
+    # Acknowledged means applied on the replica.
+    for i in (0, 25, 49):
+        assert value_on(replica, b"sync%d" % i) == b"v%02d" % i
+    assert primary.counter("repl_sync_timeouts") == 0

@@ -301,3 +301,17 @@ def test_synchronous_writes_over_tls(server_factory, pki, secret_file):
     for i in (0, 25, 49):
         assert value_on(replica, b"sync%d" % i) == b"v%02d" % i
     assert primary.counter("repl_sync_timeouts") == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tls-cert", "{pki}/node.crt", "--tls-key", "{pki}/node.key"],
+     "--repl-tls: needs --tls-cert FILE, --tls-key FILE and --tls-ca FILE"),
+    (["--tls-cert", "{pki}/node.crt", "--tls-key", "{pki}/ca.key", "--tls-ca", "{pki}/ca.crt"],
+     "--repl-tls: cannot use --tls-key"),
+])
+def test_repl_tls_without_usable_files_is_refused_at_start(server_factory, pki, flags, message):
+    from test_hostile_replication import start_failure
+
+    code, err = start_failure(["--repl-tls", *[f.format(pki=pki) for f in flags]])
+    assert code != 0
+    assert message in err, err

@@ -263,14 +263,22 @@ class TlsProofRelay:
         self.listener.close()
 
 
-@pytest.mark.parametrize("with_secret", [True, False], ids=["secret", "no-secret"])
-def test_a_proof_relayed_into_another_tls_session_is_refused(server_factory, pki, secret_file, with_secret):
+@pytest.mark.parametrize("with_secret, how", [(True, "flag"), (True, "admin"), (False, "flag")],
+                         ids=["secret", "secret-admin-replica-of", "no-secret"])
+def test_a_proof_relayed_into_another_tls_session_is_refused(server_factory, pki, secret_file, with_secret, how):
+    # how: the member follows the middle from the start (--replica-of), or is
+    # made to follow it with the admin command `replication replica-of`.
     secret = secret_file if with_secret else None
     primary = start_node(server_factory, name="A", secret_file=secret, extra=tls_flags(pki))
     middle = TlsProofRelay(pki, primary.repl_port)
     try:
-        replica = start_node(server_factory, name="R", repl_port=0, replica_of=f"127.0.0.1:{middle.port}",
-                             secret_file=secret, extra=tls_flags(pki))
+        if how == "flag":
+            replica = start_node(server_factory, name="R", repl_port=0, replica_of=f"127.0.0.1:{middle.port}",
+                                 secret_file=secret, extra=tls_flags(pki))
+        else:
+            replica = start_node(server_factory, name="R", secret_file=secret, extra=[*tls_flags(pki), "--admin"])
+            with replica.connect() as c:
+                c.assert_reply(b"replication replica-of 127.0.0.1:%d\r\n" % middle.port, b"OK\r\n")
         nodes = (primary, replica)
         if not with_secret:
             # Without a secret the CA is all there is: the middle's handshake gets through.

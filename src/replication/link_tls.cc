@@ -32,6 +32,7 @@ LinkTlsContext make_link_tls_context(const std::string& certificate_chain, const
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 0);   // no resumption: nothing to send after the handshake
     if (SSL_CTX_use_certificate_chain_file(ctx, certificate_chain.c_str()) != 1) {
         *error = "--repl-tls: cannot use --tls-cert " + certificate_chain + ": " + openssl_error_text();
         return nullptr;

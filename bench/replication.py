@@ -36,8 +36,13 @@ whether src/ had uncommitted changes then).
 Every process is stopped by its PID at the end, also on Ctrl-C, SIGTERM or an
 error (bench/run.py's process group). All traffic goes to 127.0.0.1.
 
+With --repl-tls both replicating nodes also get `--repl-tls` and a node
+certificate signed by a CA made for the run (openssl, in the output
+directory): the same figures for links in TLS 1.3 (issue 12's TLS figure).
+
 Usage:
   bench/replication.py --candidate build/memkeep                 # about 2.5 minutes
+  bench/replication.py --repl-tls                                # the same, links over TLS
   bench/replication.py --rounds 3 --duration 5 --workloads set   # shorter
 Raw outputs and the report go to bench/results/<timestamp>-replication/.
 """
@@ -592,6 +597,8 @@ def parse_args(argv):
     p.add_argument("--keys", type=int, default=100_000)
     p.add_argument("--repl-flag", dest="repl_flags", action="append", default=[],
                    help="an extra flag for both replicating nodes (repeatable), e.g. --repl-flag=--repl-sync=1")
+    p.add_argument("--repl-tls", action="store_true",
+                   help="replication links over TLS (--repl-tls, with a CA and node certificate made for the run)")
     p.add_argument("--layout", choices=("shared", "none"), default="shared")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
@@ -614,6 +621,26 @@ def parse_args(argv):
     if args.rounds < 1 or args.rounds > 50 or args.duration <= 0 or args.duration > 600:
         p.error("need 1 <= --rounds <= 50 and 0 < --duration <= 600")
     return args
+
+
+def make_tls_flags(directory):
+    """A CA and one node certificate it signed (for 127.0.0.1), made with the
+    openssl command; the flags that make a node use them for --repl-tls."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*argv):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bench replication CA",
+            "-keyout", directory / "ca.key", "-out", directory / "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=node", "-keyout", directory / "node.key",
+            "-out", directory / "node.csr")
+    (directory / "node.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", directory / "node.csr", "-CA", directory / "ca.crt", "-CAkey",
+            directory / "ca.key", "-CAcreateserial", "-days", "2", "-extfile", directory / "node.ext",
+            "-out", directory / "node.crt")
+    return ["--repl-tls", "--tls-cert", str(directory / "node.crt"), "--tls-key", str(directory / "node.key"),
+            "--tls-ca", str(directory / "ca.crt")]
 
 
 def binary_info(path):
@@ -644,6 +671,8 @@ def main(argv):
     label = "replication-calibrate" if args.calibrate else "replication"
     outdir = (Path(args.out) if args.out else RESULTS_DIR / f"{stamp}-{label}").resolve()
     outdir.mkdir(parents=True, exist_ok=True)
+    if args.repl_tls:
+        args.repl_flags = args.repl_flags + make_tls_flags(outdir / "pki")
     kvload_binary = common.build_cxx(KVLOAD_SOURCE, KVLOAD_BINARY, std="c++20", libs=common.KVLOAD_LIBS)
     results = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -7,11 +7,15 @@
 // prefetched when it is decoded and its first item halfway to its turn, so
 // the cache misses of several lookups overlap instead of coming one after
 // another (they were most of what applying a record cost).
+//
+// Each record is checked before it applies (record_check.h); the first one
+// refused stops the batch, after the records before it.
 
 #include <cstdint>
 #include <string_view>
 
 #include "engine/engine.h"
+#include "replication/record_check.h"
 
 namespace memkeep::replication {
 
@@ -22,8 +26,12 @@ struct BatchOutcome {
     uint64_t conflicts = 0;
     uint64_t failures = 0;
     bool garbage = false;     // an entry did not decode; those before it were applied
+    uint64_t rejected = 0;    // 1 when a record was refused (record_check.h); those before it were applied
+    std::string_view rejection;   // why (a static string)
 };
 
-BatchOutcome apply_batch(engine::Engine& engine, std::string_view entries, engine::OpStats& stats);
+// `max_clock_offset_ms`: how far ahead of the local clock a version may be.
+BatchOutcome apply_batch(engine::Engine& engine, std::string_view entries, engine::OpStats& stats,
+                         int64_t max_clock_offset_ms = kDefaultMaxClockOffsetMs);
 
 }  // namespace memkeep::replication

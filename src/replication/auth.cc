@@ -27,6 +27,15 @@ std::string prove(std::string_view secret, std::string_view label, std::string_v
     return proof;
 }
 
+std::string proof_transcript(std::string_view hello_nonce, std::string_view join_nonce, Role role,
+                             std::string_view channel_binding) {
+    std::string transcript(hello_nonce);
+    transcript.append(join_nonce);
+    transcript.push_back(static_cast<char>(role));
+    transcript.append(channel_binding);
+    return transcript;
+}
+
 bool proof_matches(std::string_view secret, std::string_view label, std::string_view nonce, std::string_view proof) {
     std::string expected = prove(secret, label, nonce);
     return proof.size() == expected.size() && CRYPTO_memcmp(proof.data(), expected.data(), proof.size()) == 0;

@@ -11,9 +11,17 @@
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+
+#include "replication/link_tls.h"
+#include "replication/node.h"
+
 namespace memkeep::replication {
 
-Channel::Channel(int fd, int timeout_seconds) : fd_(fd) {
+Channel::Channel(int fd, int timeout_seconds) : fd_(fd), timeout_ms_(timeout_seconds * 1000) {
     timeval timeout{timeout_seconds, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
@@ -21,11 +29,137 @@ Channel::Channel(int fd, int timeout_seconds) : fd_(fd) {
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-Channel::~Channel() { ::close(fd_); }
+Channel::~Channel() {
+    if (ssl_) SSL_free(ssl_);
+    ::close(fd_);
+}
+
+bool Channel::wait_for(short events, const char* timeout_error) {
+    int64_t deadline = deadline_ms_ != 0 ? deadline_ms_ : monotonic_ms() + timeout_ms_;
+    for (;;) {
+        int64_t left = deadline - monotonic_ms();
+        pollfd waiting{fd_, events, 0};
+        int ready = left > 0 ? ::poll(&waiting, 1, static_cast<int>(left)) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready > 0) return true;
+        error_ = deadline_ms_ != 0 ? "handshake not finished in time" : timeout_error;
+        return false;
+    }
+}
+
+bool Channel::start_tls(SSL_CTX* context, bool accepting) {
+    ssl_ = SSL_new(context);
+    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
+        error_ = "TLS: " + openssl_error_text();
+        return false;
+    }
+    if (accepting) {
+        SSL_set_accept_state(ssl_);
+    } else {
+        SSL_set_connect_state(ssl_);
+    }
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    for (;;) {
+        int rc = SSL_do_handshake(ssl_);
+        if (rc == 1) return true;
+        int reason = SSL_get_error(ssl_, rc);
+        if (reason == SSL_ERROR_WANT_READ) {
+            if (!wait_for(POLLIN, "TLS handshake timed out")) return false;
+        } else if (reason == SSL_ERROR_WANT_WRITE) {
+            if (!wait_for(POLLOUT, "TLS handshake timed out")) return false;
+        } else {
+            long verify = SSL_get_verify_result(ssl_);
+            error_ = "TLS handshake failed: " + (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify))
+                                                                     : openssl_error_text());
+            return false;
+        }
+    }
+}
+
+std::string Channel::channel_binding() {
+    if (!ssl_) return {};
+    static constexpr std::string_view kLabel = "EXPORTER-Channel-Binding";
+    std::string binding(32, '\0');
+    std::lock_guard<std::mutex> guard(ssl_mutex_);
+    if (SSL_export_keying_material(ssl_, reinterpret_cast<unsigned char*>(binding.data()), binding.size(),
+                                   kLabel.data(), kLabel.size(), nullptr, 0, 0) != 1) {
+        return {};
+    }
+    return binding;
+}
+
+bool Channel::tls_send(std::string_view bytes) {
+    while (!bytes.empty()) {
+        int n, reason = SSL_ERROR_NONE;
+        {
+            std::lock_guard<std::mutex> guard(ssl_mutex_);
+            n = SSL_write(ssl_, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1u << 30)));
+            if (n <= 0) reason = SSL_get_error(ssl_, n);
+        }
+        if (n > 0) {
+            bytes.remove_prefix(static_cast<size_t>(n));
+            if (sent_total_) sent_total_->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+            continue;
+        }
+        if (reason == SSL_ERROR_WANT_WRITE) {
+            if (!wait_for(POLLOUT, "write timed out")) return false;
+        } else if (reason == SSL_ERROR_WANT_READ) {
+            if (!wait_for(POLLIN, "write timed out")) return false;
+        } else {
+            error_ = "connection lost";
+            return false;
+        }
+    }
+    return true;
+}
+
+ssize_t Channel::read_some(char* buffer, size_t size, bool wait) {
+    if (ssl_) {
+        for (;;) {
+            int n, reason = SSL_ERROR_NONE;
+            {
+                std::lock_guard<std::mutex> guard(ssl_mutex_);
+                n = SSL_read(ssl_, buffer, static_cast<int>(size));
+                if (n <= 0) reason = SSL_get_error(ssl_, n);
+            }
+            if (n > 0) return n;
+            if (reason == SSL_ERROR_WANT_READ) {
+                if (!wait) return 0;
+                if (!wait_for(POLLIN, "no data within the timeout")) return -1;
+            } else if (reason == SSL_ERROR_WANT_WRITE) {
+                if (!wait_for(POLLOUT, "no data within the timeout")) return -1;
+            } else if (reason == SSL_ERROR_ZERO_RETURN) {
+                error_ = "connection closed by the other node";
+                return -1;
+            } else if (reason == SSL_ERROR_SSL) {
+                // A record that does not authenticate: bytes someone else put in the stream.
+                error_ = "TLS record refused: " + openssl_error_text();
+                return -1;
+            } else {
+                error_ = "connection lost";
+                return -1;
+            }
+        }
+    }
+    for (;;) {
+        if (wait && deadline_ms_ != 0 && !wait_for(POLLIN, "no data within the timeout")) return -1;
+        ssize_t n = ::recv(fd_, buffer, size, wait ? 0 : MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n > 0) return n;
+        if (n < 0 && !wait && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (n == 0) {
+            error_ = "connection closed by the other node";
+        } else {
+            error_ = errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost";
+        }
+        return -1;
+    }
+}
 
 void Channel::shut_down() { ::shutdown(fd_, SHUT_RDWR); }
 
 bool Channel::send(std::string_view bytes) {
+    if (ssl_) return tls_send(bytes);
     while (!bytes.empty()) {
         ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
@@ -47,21 +181,11 @@ bool Channel::fill() {
         consumed_ = 0;
     }
     char chunk[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) {
-            error_ = "connection closed by the other node";
-            return false;
-        }
-        if (n < 0) {
-            error_ = errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost";
-            return false;
-        }
-        buffer_.append(chunk, static_cast<size_t>(n));
-        if (received_total_) received_total_->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        return true;
-    }
+    ssize_t n = read_some(chunk, sizeof(chunk), true);
+    if (n <= 0) return false;
+    buffer_.append(chunk, static_cast<size_t>(n));
+    if (received_total_) received_total_->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    return true;
 }
 
 bool Channel::has_buffered_frame() const {
@@ -74,13 +198,9 @@ bool Channel::has_buffered_frame() const {
 Channel::Poll Channel::poll_frame(FrameType* type, std::string* payload) {
     while (!has_buffered_frame()) {
         char chunk[4096];
-        ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Poll::kNothing;
-        if (n <= 0) {
-            error_ = n == 0 ? "connection closed by the other node" : "connection lost";
-            return Poll::kFailed;
-        }
+        ssize_t n = read_some(chunk, sizeof(chunk), false);
+        if (n == 0) return Poll::kNothing;
+        if (n < 0) return Poll::kFailed;
         buffer_.append(chunk, static_cast<size_t>(n));
         if (received_total_) received_total_->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     }
@@ -93,8 +213,9 @@ bool Channel::receive(FrameType* type, std::string* payload) {
     }
     uint32_t length;
     std::memcpy(&length, buffer_.data() + consumed_ + 1, 4);
-    if (length > kMaxFramePayload) {
-        error_ = "frame too large (garbage or an incompatible node)";
+    if (length > max_payload_) {
+        error_ = max_payload_ < kMaxFramePayload ? "handshake frame too large"
+                                                 : "frame too large (garbage or an incompatible node)";
         return false;
     }
     while (buffer_.size() - consumed_ < kFrameHeaderSize + length) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <system_error>
 
 #include "replication/auth.h"
 
@@ -14,9 +15,10 @@ constexpr size_t kBatchBytes = 256 * 1024;
 constexpr auto kKeepaliveInterval = std::chrono::milliseconds(1000);
 }  // namespace
 
-Feed::Feed(Node& node, int fd, std::string address)
+Feed::Feed(Node& node, int fd, std::string address, int64_t accepted_ms)
     : node_(node), channel_(std::make_unique<Channel>(fd, node.options.timeout_seconds)), address_(std::move(address)) {
     channel_->count_into(&node.counters.bytes_sent, &node.counters.bytes_received);
+    channel_->limit_handshake(kMaxHandshakePayload, accepted_ms + kHandshakeDeadlineMs);
 }
 
 Feed::~Feed() {
@@ -25,8 +27,21 @@ Feed::~Feed() {
     if (reader_.joinable()) reader_.join();
 }
 
-void Feed::start() {
-    writer_ = std::thread([this] { run(); });
+bool Feed::authenticate() {
+    if (!handshake()) return false;
+    channel_->end_handshake();
+    return true;
+}
+
+bool Feed::start() {
+    try {
+        writer_ = std::thread([this] { run(); });
+        return true;
+    } catch (const std::system_error& error) {
+        node_.log_line(fmt::format("replication: cannot start a thread for {} ({}); closing its connection", address_,
+                                   error.what()));
+        return false;
+    }
 }
 
 void Feed::stop() {
@@ -35,8 +50,17 @@ void Feed::stop() {
     node_.log.wake_all();
 }
 
-bool Feed::handshake(Welcome* welcome) {
+bool Feed::handshake() {
+    Welcome* welcome = &welcome_;
     const ReplicationOptions& options = node_.options;
+    if (node_.tls && !channel_->start_tls(node_.tls, true)) {
+        std::string line = fmt::format("replication: refused a node at {}: {}", address_.substr(0, address_.rfind(':')),
+                                       channel_->error());
+        if (node_.feed_log_filter.first_time(line)) node_.log_line(line);
+        node_.counters.links_refused.fetch_add(1);
+        return false;
+    }
+    const std::string binding = channel_->channel_binding();
     Hello hello;
     hello.node_id = node_.node_id;
     hello.run_id = node_.run_id;
@@ -64,7 +88,8 @@ bool Feed::handshake(Welcome* welcome) {
                                   kProtocolVersion));
     }
     if (join.node_id == node_.node_id) return refuse("a node cannot replicate from itself");
-    if (!options.secret.empty() && !proof_matches(options.secret, "join", hello.nonce, join.proof)) {
+    const std::string transcript = proof_transcript(hello.nonce, join.nonce, join.role, binding);
+    if (!options.secret.empty() && !proof_matches(options.secret, "join", transcript, join.proof)) {
         node_.counters.auth_failures.fetch_add(1);
         return refuse("authentication failed (wrong or missing --repl-secret-file)");
     }
@@ -82,7 +107,7 @@ bool Feed::handshake(Welcome* welcome) {
         welcome->mode = SyncMode::kFull;
         welcome->offset = end;
     }
-    welcome->proof = prove(options.secret, "welcome", join.nonce);
+    welcome->proof = prove(options.secret, "welcome", transcript);
     return channel_->send_frame(FrameType::kWelcome, encode_welcome(*welcome));
 }
 
@@ -233,28 +258,32 @@ int64_t Feed::since_last_ack_ms() const { return monotonic_ms() - last_ack_ms_.l
 
 void Feed::run() {
     schedule_as_background_work(node_.options);
-    Welcome welcome;
-    if (handshake(&welcome)) {
-        acked_.store(welcome.offset);
-        last_ack_ms_.store(monotonic_ms());
-        if (node_.options.sync_count > 0) reader_ = std::thread([this] { read_acks(); });
-        bool full = welcome.mode == SyncMode::kFull;
-        (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
-        node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",
-                                   address_, role_.load() == Role::kPeer ? "peer" : "replica", peer_node_id_.load(),
-                                   welcome.offset));
-        bool ok = !full || send_snapshot();
-        if (ok && full && !channel_->send_frame(FrameType::kSnapshotEnd, [&] {
-                std::string offset;
-                put_u64(offset, welcome.offset);
-                return offset;
-            }())) {
-            ok = false;
+    const Welcome& welcome = welcome_;
+    acked_.store(welcome.offset);
+    last_ack_ms_.store(monotonic_ms());
+    if (node_.options.sync_count > 0) {
+        // Without a thread of its own, the writer takes acknowledgements between batches.
+        try {
+            reader_ = std::thread([this] { read_acks(); });
+        } catch (const std::system_error&) {
         }
-        if (ok) stream_from(welcome.offset);
-        if (!stopping_.load() && !channel_->error().empty()) {
-            node_.log_line(fmt::format("replication: feed to {} closed: {}", address_, channel_->error()));
-        }
+    }
+    bool full = welcome.mode == SyncMode::kFull;
+    (full ? node_.counters.full_syncs_served : node_.counters.partial_syncs_served).fetch_add(1);
+    node_.log_line(fmt::format("replication: {} sync for {} ({} {:016x}) from offset {}", full ? "full" : "partial",
+                               address_, role_.load() == Role::kPeer ? "peer" : "replica", peer_node_id_.load(),
+                               welcome.offset));
+    bool ok = !full || send_snapshot();
+    if (ok && full && !channel_->send_frame(FrameType::kSnapshotEnd, [&] {
+            std::string offset;
+            put_u64(offset, welcome.offset);
+            return offset;
+        }())) {
+        ok = false;
+    }
+    if (ok) stream_from(welcome.offset);
+    if (!stopping_.load() && !channel_->error().empty()) {
+        node_.log_line(fmt::format("replication: feed to {} closed: {}", address_, channel_->error()));
     }
     streaming_.store(false);
     stopping_.store(true);

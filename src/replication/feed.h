@@ -1,11 +1,13 @@
 #pragma once
 // Feed: this node's side of a connection from a node that pulls from it (a
-// peer, or a replica). It runs the handshake (proving and checking the
-// secret), decides between a partial sync (the other node's offset is still
-// in our log) and a full sync (a snapshot of everything, then the log from
-// where the snapshot began), then streams the log: to a peer every mutation
-// except those the peer itself originated, to a replica everything. A second
-// thread reads the other node's acknowledgements.
+// peer, or a replica). It runs the handshake on a HandshakePool thread
+// (TLS with --repl-tls, proving and checking the secret), and only then gets
+// a thread of its own; it decides between a partial sync (the other node's
+// offset is still in our log) and a full sync (a snapshot of everything, then
+// the log from where the snapshot began), then streams the log: to a peer
+// every mutation except those the peer itself originated, to a replica
+// everything. With --repl-sync a second thread reads the other node's
+// acknowledgements.
 
 #include <atomic>
 #include <cstdint>
@@ -21,9 +23,17 @@ namespace memkeep::replication {
 
 class Feed {
 public:
-    Feed(Node& node, int fd, std::string address);
+    // `accepted_ms`: when the connection was accepted (monotonic_ms()); the
+    // handshake must be over kHandshakeDeadlineMs after it.
+    Feed(Node& node, int fd, std::string address, int64_t accepted_ms);
     ~Feed();
-    void start();
+    // The handshake, on the calling thread (a HandshakePool worker): true
+    // when the other node proved the secret and was welcomed.
+    bool authenticate();
+    // After authenticate(): the thread that syncs and streams. False (and
+    // logged) when no thread can be started; the caller then drops the Feed,
+    // which closes the connection.
+    bool start();
     // Asks the threads to stop (they finish on their own once the socket is shut).
     void stop();
     bool finished() const { return finished_.load(); }
@@ -38,7 +48,7 @@ public:
 
 private:
     void run();
-    bool handshake(Welcome* welcome);
+    bool handshake();
     bool send_snapshot();
     bool stream_from(uint64_t offset);
     // --repl-sync: a thread reads acknowledgements as they come.
@@ -52,6 +62,7 @@ private:
     Node& node_;
     std::unique_ptr<Channel> channel_;
     std::string address_;
+    Welcome welcome_;   // what authenticate() agreed
     std::thread writer_, reader_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> finished_{false};

@@ -81,15 +81,17 @@ void Link::set_state(State state, const std::string& why) {
     if (log_filter_.first_time(line)) node_.log_line(line);
 }
 
-bool Link::apply_records(std::string_view entries) {
-    BatchOutcome outcome = apply_batch(node_.engine, entries, apply_stats_);
+bool Link::apply_records(std::string_view entries, std::string_view* rejection) {
+    BatchOutcome outcome = apply_batch(node_.engine, entries, apply_stats_, node_.options.max_clock_offset_ms);
     ReplicationCounters& counters = node_.counters;
     counters.records_received.fetch_add(outcome.received, std::memory_order_relaxed);
     counters.records_applied.fetch_add(outcome.applied, std::memory_order_relaxed);
     counters.duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
     counters.conflicts.fetch_add(outcome.conflicts, std::memory_order_relaxed);
     counters.apply_failures.fetch_add(outcome.failures, std::memory_order_relaxed);
-    return !outcome.garbage;
+    counters.rejected_records.fetch_add(outcome.rejected, std::memory_order_relaxed);
+    if (outcome.rejected) *rejection = outcome.rejection;
+    return !outcome.garbage && !outcome.rejected;
 }
 
 bool Link::session() {
@@ -103,6 +105,9 @@ bool Link::session() {
     }
     Channel channel(fd, options.timeout_seconds);
     channel.count_into(nullptr, &node_.counters.bytes_received);
+    // Until the other node proves the secret, it gets no more than a
+    // handshake's worth of memory and time.
+    channel.limit_handshake(kMaxHandshakePayload, monotonic_ms() + kHandshakeDeadlineMs);
     {
         std::lock_guard<std::mutex> guard(channel_mutex_);
         if (stopping_.load()) return false;
@@ -126,8 +131,28 @@ bool Link::session() {
         set_state(State::kRefused, why);
         return false;
     };
+    // A record record_check refused: the link drops; one line per reason
+    // (and again after a minute), however often the other node retries.
+    auto rejected = [&](std::string_view reason) {
+        node_.counters.links_refused.fetch_add(1);
+        state_.store(State::kRefused);
+        int64_t now = monotonic_ms();
+        if (reason != last_rejection_ || now - last_rejection_log_ms_ >= 60000) {
+            last_rejection_ = reason;
+            last_rejection_log_ms_ = now;
+            node_.log_line(fmt::format("replication: link to {}: refused a record: {}; dropping the link",
+                                       upstream_.text(), reason));
+        }
+        return false;
+    };
 
     set_state(State::kHandshake);
+    if (node_.tls && !channel.start_tls(node_.tls, false)) {
+        node_.counters.links_refused.fetch_add(1);
+        set_state(State::kRefused, channel.error());
+        return false;
+    }
+    const std::string binding = channel.channel_binding();
     FrameType type;
     std::string payload;
     if (!channel.receive(&type, &payload)) return dropped("handshake failed: " + channel.error());
@@ -152,7 +177,8 @@ bool Link::session() {
     join.resume_run_id = resume_run_id_.load();
     join.resume_offset = applied_offset_.load();
     join.nonce = make_nonce();
-    join.proof = prove(options.secret, "join", hello.nonce);
+    const std::string transcript = proof_transcript(hello.nonce, join.nonce, role_, binding);
+    join.proof = prove(options.secret, "join", transcript);
     if (!channel.send_frame(FrameType::kJoin, encode_join(join))) return dropped("handshake failed: " + channel.error());
     if (!channel.receive(&type, &payload)) return dropped("handshake failed: " + channel.error());
     if (type == FrameType::kRefuse) return refused("refused by the other node: " + payload, false);
@@ -160,10 +186,11 @@ bool Link::session() {
     if (type != FrameType::kWelcome || !decode_welcome(payload, &welcome)) {
         return refused("bad handshake reply", false);
     }
-    if (!options.secret.empty() && !proof_matches(options.secret, "welcome", join.nonce, welcome.proof)) {
+    if (!options.secret.empty() && !proof_matches(options.secret, "welcome", transcript, welcome.proof)) {
         node_.counters.auth_failures.fetch_add(1);
         return refused("the other node failed to prove the secret", false);
     }
+    channel.end_handshake();
 
     bool full = welcome.mode == SyncMode::kFull;
     (full ? node_.counters.full_syncs : node_.counters.partial_syncs).fetch_add(1);
@@ -180,7 +207,11 @@ bool Link::session() {
             last_receive_ms_.store(monotonic_ms());
             if (type == FrameType::kSnapshotBegin) continue;
             if (type == FrameType::kSnapshotRecords) {
-                if (!apply_records(payload)) return refused("garbage in a snapshot", false);
+                std::string_view rejection;
+                if (!apply_records(payload, &rejection)) {
+                    if (!rejection.empty()) return rejected(rejection);
+                    return refused("garbage in a snapshot", false);
+                }
                 node_.engine.flush_replication(apply_stats_, true);
                 continue;
             }
@@ -212,8 +243,13 @@ bool Link::session() {
             return true;
         }
         if (type == FrameType::kRecords) {
-            if (!apply_records(std::string_view(payload).substr(8))) {
-                refused("garbage in the replication stream", false);
+            std::string_view rejection;
+            if (!apply_records(std::string_view(payload).substr(8), &rejection)) {
+                if (!rejection.empty()) {
+                    rejected(rejection);
+                } else {
+                    refused("garbage in the replication stream", false);
+                }
                 return true;
             }
         }

@@ -46,8 +46,9 @@ private:
     void run();
     // One connection, from connect to failure. True if it got to streaming.
     bool session();
-    // Applies a batch of encoded mutations; false on a malformed one.
-    bool apply_records(std::string_view entries);
+    // Applies a batch of encoded mutations; false on a malformed one, or on
+    // one record_check refuses (then `*rejection` says why).
+    bool apply_records(std::string_view entries, std::string_view* rejection);
     void set_state(State state, const std::string& why = {});
     std::string progress_key() const;
 
@@ -67,6 +68,8 @@ private:
     std::atomic<int64_t> last_receive_ms_{-1};
     engine::OpStats apply_stats_;
     RepeatFilter log_filter_;   // one line per change of state, not one per retry
+    std::string_view last_rejection_;   // the last refused record's reason, as logged (link thread only)
+    int64_t last_rejection_log_ms_ = 0;
 };
 
 }  // namespace memkeep::replication

@@ -3,6 +3,7 @@
 // log, the options, the counters behind `stats repl`. Owned by Replicator;
 // Feed and Link hold a reference.
 
+#include <openssl/types.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -37,7 +38,10 @@ struct ReplicationOptions {
     int sync_count = 0;                           // --repl-sync
     int sync_timeout_ms = 1000;
     int timeout_seconds = 10;                     // --repl-timeout
+    int64_t max_clock_offset_ms = 500;            // --repl-max-clock-offset (record_check.h)
     std::function<void(std::string_view)> log;    // one line to stderr
+    bool tls = false;                             // --repl-tls, with these files:
+    std::string tls_cert, tls_key, tls_ca;        // --tls-cert, --tls-key, --tls-ca
 };
 
 // Counters of `stats repl` (names as printed, without the repl_ prefix).
@@ -45,7 +49,7 @@ struct ReplicationCounters {
     std::atomic<uint64_t> records_received{0}, bytes_received{0}, records_applied{0}, conflicts{0},
         duplicates{0}, apply_failures{0}, records_sent{0}, bytes_sent{0}, full_syncs{0}, partial_syncs{0},
         full_syncs_served{0}, partial_syncs_served{0}, links_refused{0}, auth_failures{0},
-        sync_timeouts{0};
+        sync_timeouts{0}, rejected_records{0}, unauthenticated_refused{0};
 };
 
 // Asynchronous replication is background work: a feed or link thread runs as
@@ -92,6 +96,7 @@ struct Node {
     std::mutex& acks_mutex;
     std::condition_variable& acks_changed;
     RepeatFilter& feed_log_filter;   // lines about connections this node refused
+    SSL_CTX* tls = nullptr;          // --repl-tls (link_tls.h), set by Replicator::open
 
     void log_line(std::string_view line) const {
         if (options.log) options.log(line);

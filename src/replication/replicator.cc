@@ -9,7 +9,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <system_error>
 
 #include "net/listener.h"
 #include "replication/auth.h"
@@ -22,6 +24,10 @@ namespace {
 // writes instead of a few (measured: docs/BENCHMARKS.md "Replication"); a
 // lone write after a quiet spell goes out at once.
 constexpr int64_t kGatherMicros = int64_t{engine::ReplicationSink::kGatherMs} * 1000;
+// Connections not yet authenticated: this many threads shake hands, and at
+// most this many connections wait or shake hands at once (HandshakePool).
+constexpr size_t kHandshakeThreads = 4;
+constexpr size_t kMaxUnauthenticated = 16;
 }  // namespace
 
 Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend, ReplicationOptions options)
@@ -32,7 +38,9 @@ Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend
       run_id_(random_id()),
       log_(options_.backlog_bytes),
       node_{engine_, log_, options_, counters_, durable_backend_, node_id_, run_id_, acks_mutex_, acks_changed_,
-            feed_log_filter_} {
+            feed_log_filter_},
+      handshakes_(node_, [this](std::unique_ptr<Feed> feed) { admit(std::move(feed)); }, kHandshakeThreads,
+                  kMaxUnauthenticated) {
     replica_.store(options_.replica);
     engine_.set_read_only(options_.replica);
 }
@@ -40,6 +48,11 @@ Replicator::Replicator(engine::Engine& engine, storage::Backend* durable_backend
 Replicator::~Replicator() { stop(); }
 
 bool Replicator::open(std::string* error) {
+    if (options_.tls) {
+        tls_ = make_link_tls_context(options_.tls_cert, options_.tls_key, options_.tls_ca, error);
+        if (!tls_) return false;
+        node_.tls = tls_.get();
+    }
     if (options_.port == 0) return true;
     for (const std::string& address : options_.listen_addresses) {
         auto listener = net::open_tcp_listener(address, options_.port, 64, error);
@@ -52,21 +65,53 @@ bool Replicator::open(std::string* error) {
     return true;
 }
 
-void Replicator::start() {
-    if (!listen_fds_.empty()) acceptor_ = std::thread([this] { accept_loop(); });
+bool Replicator::start(std::string* error) {
+    if (!listen_fds_.empty()) {
+        if (!handshakes_.start(error)) return false;
+        try {
+            acceptor_ = std::thread([this] { accept_loop(); });
+        } catch (const std::system_error& failure) {
+            *error = failure.what();
+            return false;
+        }
+    }
     std::lock_guard<std::mutex> guard(links_mutex_);
     if (options_.replica) {
         links_.push_back(std::make_unique<Link>(node_, options_.primary, Role::kReplica));
     } else {
         for (const Endpoint& peer : options_.peers) links_.push_back(std::make_unique<Link>(node_, peer, Role::kPeer));
     }
-    for (auto& link : links_) link->start();
+    for (auto& link : links_) {
+        if (!start_link(*link)) {
+            *error = "cannot start a thread for the link to " + link->upstream().text();
+            return false;
+        }
+    }
+    return true;
+}
+
+bool Replicator::start_link(Link& link) {
+    try {
+        link.start();
+        return true;
+    } catch (const std::system_error& failure) {
+        node_.log_line(fmt::format("replication: cannot start a thread for the link to {} ({})", link.upstream().text(),
+                                   failure.what()));
+        return false;
+    }
+}
+
+void Replicator::admit(std::unique_ptr<Feed> feed) {
+    if (stopping_.load() || !feed->start()) return;   // dropping the Feed closes the connection
+    std::lock_guard<std::mutex> guard(acks_mutex_);
+    feeds_.push_back(std::move(feed));
 }
 
 void Replicator::stop() {
     if (stopping_.exchange(true)) return;
     save_progress();
     if (acceptor_.joinable()) acceptor_.join();
+    handshakes_.stop();
     for (int fd : listen_fds_) ::close(fd);
     listen_fds_.clear();
     {
@@ -95,7 +140,11 @@ void Replicator::accept_loop() {
             sockaddr_storage peer{};
             socklen_t length = sizeof(peer);
             int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
-            if (fd < 0) continue;
+            if (fd < 0) {
+                // Out of descriptors: the connection stays in the backlog; do not spin on it.
+                if (errno == EMFILE || errno == ENFILE) ::poll(nullptr, 0, 100);
+                continue;
+            }
             char host[INET6_ADDRSTRLEN] = "?";
             uint16_t port = 0;
             if (peer.ss_family == AF_INET) {
@@ -107,10 +156,11 @@ void Replicator::accept_loop() {
                 ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
                 port = ntohs(in6->sin6_port);
             }
-            auto feed = std::make_unique<Feed>(node_, fd, fmt::format("{}:{}", host, port));
-            feed->start();
-            std::lock_guard<std::mutex> guard(acks_mutex_);
-            feeds_.push_back(std::move(feed));
+            if (!handshakes_.offer(fd, fmt::format("{}:{}", host, port), monotonic_ms())) {
+                // As many unauthenticated connections as allowed already wait.
+                ::close(fd);
+                counters_.unauthenticated_refused.fetch_add(1);
+            }
         }
     }
 }
@@ -175,7 +225,10 @@ std::string Replicator::follow(std::string_view address) {
     replica_.store(true);
     engine_.set_read_only(true);
     links_.push_back(std::make_unique<Link>(node_, primary, Role::kReplica));
-    links_.back()->start();
+    if (!start_link(*links_.back())) {
+        links_.pop_back();
+        return "SERVER_ERROR cannot start a replication thread";
+    }
     node_.log_line("replication: now a read-only replica of " + primary.text());
     return "OK";
 }
@@ -209,6 +262,8 @@ void Replicator::collect_stats(StatLines& out) {
     add("repl_links_refused", c.links_refused.load());
     add("repl_auth_failures", c.auth_failures.load());
     add("repl_sync_timeouts", c.sync_timeouts.load());
+    add("repl_rejected_records", c.rejected_records.load());
+    add("repl_unauthenticated_refused", c.unauthenticated_refused.load());
     add("repl_tombstones", engine_.tombstone_count());
     {
         std::lock_guard<std::mutex> guard(links_mutex_);

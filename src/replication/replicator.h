@@ -22,7 +22,9 @@
 #include "engine/mutation.h"
 #include "replication/backlog.h"
 #include "replication/feed.h"
+#include "replication/handshake_pool.h"
 #include "replication/link.h"
+#include "replication/link_tls.h"
 #include "replication/node.h"
 
 namespace memkeep::replication {
@@ -38,8 +40,9 @@ public:
     // Binds the replication port (before anything serves, so that a port in
     // use fails the start); false with `error`.
     bool open(std::string* error);
-    // Starts accepting and connecting.
-    void start();
+    // Starts accepting and connecting; false with `error` when not even the
+    // handshake threads can be started.
+    bool start(std::string* error);
     // Stops every connection and thread (saves resume points first).
     void stop();
 
@@ -61,6 +64,10 @@ public:
 private:
     void accept_loop();
     void reap_finished_feeds();
+    // A HandshakePool worker hands over a Feed that proved the secret.
+    void admit(std::unique_ptr<Feed> feed);
+    // Starts `link`'s thread; false (logged) if none can be started.
+    bool start_link(Link& link);
 
     engine::Engine& engine_;
     storage::Backend* durable_backend_;
@@ -73,10 +80,12 @@ private:
     std::condition_variable acks_changed_;
     RepeatFilter feed_log_filter_;
     Node node_;
+    LinkTlsContext tls_;
     std::vector<int> listen_fds_;
     std::thread acceptor_;
     std::atomic<bool> stopping_{false};
     std::vector<std::unique_ptr<Feed>> feeds_;
+    HandshakePool handshakes_;
     std::mutex links_mutex_;
     std::vector<std::unique_ptr<Link>> links_;
     std::atomic<bool> replica_{false};

@@ -14,8 +14,9 @@
 //                                       <-  ACK applied offset  (after each RECORDS, and each PING)
 //
 // Either side may send REFUSE with a reason and close. The proofs are
-// HMAC-SHA256 of the other side's nonce under the shared secret (see
-// auth.h): the secret itself never crosses the wire.
+// HMAC-SHA256 under the shared secret of both nonces, the role and, with
+// --repl-tls (TLS 1.3 before HELLO), the TLS exporter (see auth.h): the
+// secret itself never crosses the wire.
 //
 // Offsets are byte positions in the upstream's replication log (backlog.h);
 // a run id names one run of the upstream process, so a downstream that comes
@@ -30,12 +31,19 @@
 
 namespace memkeep::replication {
 
-inline constexpr uint16_t kProtocolVersion = 1;
+// 2: proofs cover both nonces, the role and the TLS exporter (auth.h).
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr std::string_view kMagic = "MKREPL";
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kProofSize = 32;
 inline constexpr size_t kFrameHeaderSize = 5;
 inline constexpr uint32_t kMaxFramePayload = 64u << 20;
+// Until the secret is proved (HELLO, JOIN, WELCOME, REFUSE are each well
+// under 200 bytes): frames of at most this size, and the whole handshake
+// within this time; an unauthenticated node gets no more of this node's
+// memory or time than that.
+inline constexpr uint32_t kMaxHandshakePayload = 4096;
+inline constexpr int kHandshakeDeadlineMs = 5000;
 
 enum class FrameType : uint8_t {
     kHello = 1,

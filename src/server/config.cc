@@ -174,6 +174,16 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
     app.add_option("--repl-timeout", config->repl_timeout_seconds,
                    "seconds of silence after which a replication connection is dropped and retried (default: 10)")
         ->check(CLI::Range(1, 3600));
+    // Replication security (docs/OPERATIONS.md "Security: replication").
+    app.add_flag("--repl-insecure", config->repl_insecure,
+                 "allow replication without --repl-secret-file although -S, -Y or -Z protect the client port");
+    app.add_option("--repl-max-clock-offset", config->repl_max_clock_offset_ms,
+                   "milliseconds a replicated write's version may be ahead of this node's clock; records further "
+                   "ahead are refused and the link dropped (default: 500)")
+        ->check(CLI::Range(1, 3600000));
+    app.add_flag("--repl-tls", config->repl_tls,
+                 "TLS 1.3 on replication links, with --tls-cert/--tls-key; peers must present a certificate "
+                 "signed by --tls-ca (both directions)");
 
     try {
         app.parse(argc, argv);
@@ -296,6 +306,19 @@ ParseOutcome parse_config(int argc, char** argv, Config* config) {
         return reject("-S/--enable-sasl: cannot enable UDP while using binary SASL authentication (-U 0 to disable)");
     }
 
+    if (config->repl_tls && (config->tls_cert.empty() || config->tls_ca.empty())) {
+        return reject("--repl-tls: needs --tls-cert FILE, --tls-key FILE and --tls-ca FILE (the CA that signs every "
+                      "node's certificate)");
+    }
+    if (config->repl_tls && !config->replication()) return reject("--repl-tls: replication is not enabled");
+    // A client port protected by SASL, ascii auth or TLS next to a replication
+    // port anyone can join would hand out the same data without any of it.
+    bool clients_protected = config->enable_sasl || !config->auth_file.empty() || config->enable_ssl;
+    if (config->replication() && config->repl_secret.empty() && clients_protected && !config->repl_insecure) {
+        return reject("--repl-secret-file: needed for replication when -S, -Y or -Z protects the client port "
+                      "(anyone could join the replication port and read every write); "
+                      "--repl-insecure to run without it");
+    }
     // As memcached: -U without -p also sets the TCP port.
     if (config->udp_port != 0 && app.count("--port") == 0) config->port = config->udp_port;
     return ParseOutcome::kRun;

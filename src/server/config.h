@@ -54,6 +54,10 @@ struct Config {
     int repl_sync = 0;                     // --repl-sync N
     int repl_sync_timeout_ms = 1000;       // --repl-sync-timeout
     int repl_timeout_seconds = 10;         // --repl-timeout
+    // Replication security (docs/OPERATIONS.md "Security: replication").
+    bool repl_insecure = false;            // --repl-insecure: no secret although -S/-Y/-Z protect clients
+    int64_t repl_max_clock_offset_ms = 500;   // --repl-max-clock-offset
+    bool repl_tls = false;                 // --repl-tls: TLS 1.3 on replication links (--tls-cert/-key/-ca)
     bool replication() const { return !repl_peers.empty() || !replica_of.empty() || repl_port != 0; }
 
     size_t memory_limit_bytes() const { return memory_limit_mb << 20; }

@@ -89,6 +89,16 @@ bool Server::open_storage(std::string* error) {
         options.sync_count = config_.repl_sync;
         options.sync_timeout_ms = config_.repl_sync_timeout_ms;
         options.timeout_seconds = config_.repl_timeout_seconds;
+        options.max_clock_offset_ms = config_.repl_max_clock_offset_ms;
+        options.tls = config_.repl_tls;
+        options.tls_cert = config_.tls_cert;
+        options.tls_key = config_.tls_key.empty() ? config_.tls_cert : config_.tls_key;
+        options.tls_ca = config_.tls_ca;
+        if (config_.repl_secret.empty() &&
+            (config_.enable_sasl || !config_.auth_file.empty() || config_.enable_ssl)) {
+            log_line("WARNING: --repl-insecure: the replication port has no --repl-secret-file; anyone who can "
+                     "reach it can join and read every write, although -S, -Y or -Z protect the client port");
+        }
         options.log = [](std::string_view line) { log_line(line); };
         storage::Backend* durable_store = config_.storage == "durable" ? backend_.get() : nullptr;
         replicator_ = std::make_unique<replication::Replicator>(*engine_, durable_store, std::move(options));
@@ -273,7 +283,10 @@ int Server::run() {
         workers_.back()->start();
     }
 
-    if (replicator_) replicator_->start();
+    if (replicator_) {
+        std::string error;
+        if (!replicator_->start(&error)) log_line("replication: cannot start: " + error);
+    }
 
     int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
     main_epoll_fd_ = epoll_fd;

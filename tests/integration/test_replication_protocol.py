@@ -23,7 +23,7 @@ from repl_cluster import free_ports, start_node, wait_until
 pytestmark = pytest.mark.memkeep_only
 
 HELLO, JOIN, WELCOME, REFUSE, RECORDS, SNAP_BEGIN, SNAP_END, PING, ACK = 1, 2, 3, 4, 5, 6, 7, 8, 9
-VERSION = 1
+VERSION = 2
 NONCE = b"n" * 32
 PROOF0 = b"\0" * 32
 
@@ -133,7 +133,7 @@ def test_link_refuses_an_upstream_with_another_protocol_version(server_factory, 
     wait_until(lambda: fake.connections >= 3, message="the link retries")
     kind, reason = fake.seen[0]
     assert kind == REFUSE
-    assert reason == b"incompatible replication protocol version 99 (this node speaks 1)"
+    assert reason == b"incompatible replication protocol version 99 (this node speaks 2)"
     assert node.counter("repl_links_refused") >= 3
     assert node.stat("repl_link_0_state") == "refused"
     # One log line for the refusal, not one per retry.
@@ -148,7 +148,7 @@ def test_feed_refuses_a_downstream_with_another_protocol_version(server_factory)
         assert kind == HELLO and payload[:6] == b"MKREPL"
         assert struct.unpack("<H", payload[6:8])[0] == VERSION
         s.sendall(join(version=42))
-        assert read_frame(s) == (REFUSE, b"incompatible replication protocol version 42 (this node speaks 1)")
+        assert read_frame(s) == (REFUSE, b"incompatible replication protocol version 42 (this node speaks 2)")
         assert s.recv(1) == b""  # then closed
     assert node.counter("repl_links_refused") == 1
     client_works(node)

@@ -360,3 +360,44 @@ TEST_F(ApplyTest, SyncTimeoutIsReportedButTheWriteStays) {
 
 }  // namespace
 }  // namespace memkeep::replication
+
+namespace memkeep::replication {
+namespace {
+
+TEST_F(ApplyTest, ABatchStopsAtARecordOverTheItemSizeOrFarAheadOfTheClock) {
+    // EngineConfig's default -I is 1 MB; versions are HLC stamps (ms << 16).
+    uint64_t now = version_ceiling(0) - 0xffff;
+    std::string big(2u << 20, 'x');
+    std::string entries;
+    encode_mutation(set_mutation("ok", "v", now - 1000), entries);
+    encode_mutation(set_mutation("big", big, now - 999), entries);
+    encode_mutation(set_mutation("after", "v", now - 998), entries);
+    BatchOutcome outcome = apply_batch(engine_, entries, stats_);
+    EXPECT_EQ(outcome.applied, 1u);
+    EXPECT_EQ(outcome.rejected, 1u);
+    EXPECT_EQ(outcome.rejection, "an item larger than -I/--max-item-size");
+    EXPECT_EQ(value_of("big"), "<miss>");
+    EXPECT_EQ(value_of("after"), "<miss>");
+
+    entries.clear();
+    encode_mutation(set_mutation("far", "v", ~uint64_t{0} - 1), entries);
+    outcome = apply_batch(engine_, entries, stats_, 500);
+    EXPECT_EQ(outcome.rejected, 1u);
+    EXPECT_EQ(outcome.rejection, "a version further ahead of this node's clock than --repl-max-clock-offset");
+    EXPECT_EQ(value_of("far"), "<miss>");
+
+    // Within the offset: applied.
+    entries.clear();
+    encode_mutation(set_mutation("near", "v", now + (uint64_t{400} << 16)), entries);
+    outcome = apply_batch(engine_, entries, stats_, 500);
+    EXPECT_EQ(outcome.rejected, 0u);
+    EXPECT_EQ(value_of("near"), "v");
+
+    entries.clear();
+    encode_mutation(set_mutation(std::string(251, 'k'), "v", now), entries);
+    outcome = apply_batch(engine_, entries, stats_);
+    EXPECT_EQ(outcome.rejection, "a key longer than 250 bytes");
+}
+
+}  // namespace
+}  // namespace memkeep::replication

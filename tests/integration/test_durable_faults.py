@@ -10,7 +10,8 @@ On a small tmpfs (20 MB) filled nearly full before the server starts, for
   can see (RAM forgets the value that was not kept);
 - once space returns (the filler file deleted) a write succeeds again within
   10 s (polled), and the log says when it failed and when it recovered;
-- after a restart (SIGTERM, exit code 0; or kill -9) every write answered as
+- after a restart (SIGTERM, exit code 0, also while the disk is still full;
+  or kill -9) every write answered as
   successful is there with its value.
 The same with `-u nobody` on a data directory root created.
 
@@ -240,6 +241,22 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
         assert_every_write_refused(server, c, stored_key, kept[stored_key])
         assert server.proc.poll() is None, "the server exited while the disk was full"
 
+    if restart == "sigterm-while-full":
+        # SIGTERM in the error state: a clean exit; space returns while it is
+        # down, and the restarted server has every kept write and accepts new ones.
+        assert server.stop(signal.SIGTERM) == 0, server.log()
+        assert "durable store: write" in server.log()
+        filler.unlink()
+        restarted = servers(data_dir, fsync, tmp_path / "restarted.log", extra)
+        with restarted.connect(timeout=30) as c:
+            missing = [k for k, v in kept.items() if get_value(c, k) != v]
+            assert not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
+            for key in failed:
+                assert get_value(c, key) is None, key
+            assert set_reply(c, b"after-restart", b"x") == b"STORED\r\n"
+        return
+
+    with server.connect(timeout=30) as c:
         # Space returns: writes are accepted again within a few seconds.
         filler.unlink()
         deadline = time.monotonic() + RECOVERY_WAIT_S
@@ -280,7 +297,7 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
             assert get_value(c, key) is None, key
 
 
-@pytest.mark.parametrize("restart", ["sigterm", "sigkill"])
+@pytest.mark.parametrize("restart", ["sigterm", "sigkill", "sigterm-while-full"])
 @pytest.mark.parametrize("fsync", ["always", "everysec"])
 def test_full_disk_fails_closed_and_recovers(servers, small_disk, fsync, restart, tmp_path):
     run_fault(servers, small_disk, fsync, restart, tmp_path)

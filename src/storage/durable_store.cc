@@ -1,6 +1,7 @@
 #include "storage/durable_store.h"
 
 #include "storage/data_dir.h"
+#include "storage/failed_tickets.h"
 #include "storage/hash_memtable.h"
 #include "storage/queued_writes.h"
 #include "storage/record_codec.h"
@@ -309,12 +310,7 @@ public:
         // without the lock.
         if (first > last_failed_ticket_.load(std::memory_order_acquire)) return true;
         std::lock_guard<std::mutex> guard(mutex_);
-        for (const auto& [failed_first, failed_last] : failed_tickets_) {
-            if (failed_first <= last && first <= failed_last) return false;
-        }
-        // Older failures than the ranges kept (kFailedRangesKept) are not
-        // asked about: a caller asks right after its wait.
-        return failed_tickets_.size() < kFailedRangesKept || first > failed_tickets_.front().first;
+        return failed_tickets_.none_in(first, last);
     }
 
     void set_lost_write_handler(LostWriteHandler handler) override {
@@ -468,12 +464,7 @@ private:
     void fail_batch(std::unique_lock<std::mutex>& lock, Pending& pending, uint64_t first, uint64_t last) {
         if (last < first) return;
         write_errors_ += last - first + 1;
-        if (!failed_tickets_.empty() && failed_tickets_.back().second + 1 == first) {
-            failed_tickets_.back().second = last;
-        } else {
-            if (failed_tickets_.size() == kFailedRangesKept) failed_tickets_.erase(failed_tickets_.begin());
-            failed_tickets_.emplace_back(first, last);
-        }
+        failed_tickets_.add(first, last);
         last_failed_ticket_.store(last, std::memory_order_release);
         if (!lost_write_handler_ || pending.writes.count() == 0) return;
         committing_failed_ = true;
@@ -634,9 +625,7 @@ private:
     // How often the error state tries to recover: writes are accepted again
     // about this long after the cause went away.
     static constexpr std::chrono::seconds kRecoveryInterval{1};
-    // Failed ticket ranges remembered for writes_kept (a caller asks right
-    // after its wait, so only the last few matter).
-    static constexpr size_t kFailedRangesKept = 64;
+
 
     rocksdb::DB* db_;
     int lock_fd_;
@@ -684,7 +673,7 @@ private:
     int64_t failed_since_ = 0;
     uint64_t error_episodes_ = 0;
     uint64_t recoveries_ = 0;
-    std::vector<std::pair<uint64_t, uint64_t>> failed_tickets_;   // [first, last], oldest first
+    FailedTickets failed_tickets_;
     std::atomic<uint64_t> last_failed_ticket_{0};
     bool committing_failed_ = false;   // committing_ failed: reads skip it
     LostWriteHandler lost_write_handler_;

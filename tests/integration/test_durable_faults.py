@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,14 +50,19 @@ def value_for(key, round_=0):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount_point)], check=True)
+def small_disk():
+    # Not under pytest's tmp_path: its parents are private to root, and a
+    # server running as nobody must reach the data dir (only the data dir's
+    # own owner is what the -u test is about).
+    mount_point = Path(tempfile.mkdtemp(prefix="memkeep-small-disk-"))
+    mount_point.chmod(0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m,mode=0755", "tmpfs", str(mount_point)],
+                   check=True)
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()
 
 
 def fill(disk):
@@ -303,6 +309,13 @@ def test_full_disk_fails_closed_and_recovers(servers, small_disk, fsync, restart
     run_fault(servers, small_disk, fsync, restart, tmp_path)
 
 
+# Until -u makes the data dir the user's (branch server-hardening), recovery
+# cannot create the new write-ahead log in the root-owned dir (Permission
+# denied), so writes stay refused: fail closed, but no recovery. With the dir
+# chowned to nobody before the start, both pass (checked by hand). strict: an
+# unexpected pass (once -u chowns) fails, so this marker gets removed then.
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="needs -u to chown the data dir (server-hardening)")
 @pytest.mark.parametrize("fsync", ["always", "everysec"])
 def test_full_disk_as_nobody_on_a_data_dir_root_created(servers, small_disk, fsync, tmp_path):
     run_fault(servers, small_disk, fsync, "sigterm", tmp_path, extra=("-u", "nobody"))

@@ -19,6 +19,7 @@ Needs root (mount); skipped otherwise. memkeep only.
 """
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -273,8 +274,9 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
                 break
             assert time.monotonic() < deadline, "writes still refused %d s after space returned" % RECOVERY_WAIT_S
             time.sleep(0.2)
-        assert storage_stats(c)["storage_state"] == "ok"
-        assert int(storage_stats(c)["storage_recoveries"]) >= 1
+        stats = storage_stats(c)
+        assert (stats["storage_state"], stats["storage_error"], stats["storage_error_since"]) == ("ok", "none", "0")
+        assert int(stats["storage_recoveries"]) >= 1 and int(stats["storage_error_episodes"]) >= 1
         # Every kind of write works again, and what was refused is not there.
         assert set_reply(c, stored_key, b"after recovery") == b"STORED\r\n"
         kept[stored_key] = b"after recovery"
@@ -292,8 +294,9 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
     else:
         server.stop(signal.SIGKILL)
     log = server.log()
-    assert "durable store: write" in log and "failed" in log, log
-    assert "durable store: recovered" in log, log
+    stamp = r"memkeep: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ durable store: "
+    assert re.search(stamp + r"write (or fsync )?of the log failed: .*No space left on device", log), log
+    assert re.search(stamp + r"recovered after \d+ s", log), log
 
     restarted = servers(data_dir, fsync, tmp_path / "restarted.log", extra)
     with restarted.connect(timeout=30) as c:

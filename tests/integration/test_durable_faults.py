@@ -6,7 +6,7 @@ On a small tmpfs (20 MB) filled nearly full before the server starts, for
   and once the disk is full the store is in its error state (stats storage);
 - while it is full the process stays up, reads of what was kept go on, and a
   write of every kind (set, delete, incr, touch, gat, meta ms/md/ma/mg T,
-  binary set and setq) answers the storage error and changes nothing a read
+  binary set and setq, a set over UDP) answers the storage error and changes nothing a read
   can see (RAM forgets the value that was not kept);
 - once space returns (the filler file deleted) a write succeeds again within
   10 s (polled), and the log says when it failed and when it recovered;
@@ -165,7 +165,17 @@ def storage_stats(c):
     return c.stats(b"storage")
 
 
-def assert_every_write_refused(server, c, stored_key, stored_value):
+def udp_reply(port, payload):
+    """The payload of the one-datagram reply to a one-datagram request."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(struct.pack(">HHHH", 7, 0, 1, 0) + payload, ("127.0.0.1", port))
+        data, _ = sock.recvfrom(65536)
+    assert struct.unpack(">HHHH", data[:8])[:1] == (7,)
+    return data[8:]
+
+
+def assert_every_write_refused(server, c, stored_key, stored_value, udp_port):
     """While the store is in its error state: every kind of write answers the
     storage error, and reads still return what the store holds."""
     # A new value of a kept key: refused, and the old one still reads back.
@@ -209,6 +219,9 @@ def assert_every_write_refused(server, c, stored_key, stored_value):
         assert read_binary_response(b)[:3] == (0x11, 0x84, 8)
         assert read_binary_response(b)[:3] == (0x0A, 0x00, 9)
     assert get_value(c, b"bin-key") is None
+    # UDP: the same line.
+    assert udp_reply(udp_port, b"set udp-key 0 0 1\r\nu\r\n") == STORAGE_ERROR
+    assert get_value(c, b"udp-key") is None
 
 
 def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
@@ -216,6 +229,8 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
     data_dir.mkdir()          # created by root (matters for -u nobody)
     filler = fill(disk)
     log_path = tmp_path / "server.log"
+    udp_port = free_port(socket.SOCK_DGRAM)
+    extra = (*extra, "-U", udp_port)
     server = servers(data_dir, fsync, log_path, extra)
     kept = {}                 # key -> the value last answered STORED
     with server.connect(timeout=30) as c:
@@ -245,7 +260,7 @@ def run_fault(servers, disk, fsync, restart, tmp_path, extra=()):
         for key in failed:
             assert get_value(c, key) is None, key
         stored_key = next(k for k in kept if k != b"counter")
-        assert_every_write_refused(server, c, stored_key, kept[stored_key])
+        assert_every_write_refused(server, c, stored_key, kept[stored_key], udp_port)
         assert server.proc.poll() is None, "the server exited while the disk was full"
 
     if restart == "sigterm-while-full":

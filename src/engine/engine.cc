@@ -82,7 +82,8 @@ Cache::Options Engine::cache_options() const {
         options.on_evict = [backend = backend_](const Item& item) {
             // An item recached from disk and not changed since is still there.
             if (item.has(kItemHasDiskCopy)) return;
-            backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
+            backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value(),
+                                                         static_cast<uint8_t>(item.state & kItemStateKeptOnDisk)});
         };
     }
     return options;
@@ -132,6 +133,7 @@ ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& 
     }
     if (!record.value.empty()) std::memcpy(item->value_data(), record.value.data(), record.value.size());
     item->cas = record.cas;
+    item->state |= record.item_state & kItemStateKeptOnDisk;
     return ItemRef(item, &transient_budget_);
 }
 
@@ -238,6 +240,7 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
         if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
         loaded->cas = record.cas;
         loaded->last_access = static_cast<uint32_t>(now);
+        loaded->state |= record.item_state & kItemStateKeptOnDisk;
         if (overflow()) loaded->state |= kItemHasDiskCopy;
         clock_.observe(record.cas);
         stats.disk_loads.add();
@@ -299,14 +302,19 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         bool served = false;
         auto serve = [&](const storage::RecordView& record) {
             if (is_expired(record.exptime, now)) return;
-            if (read_twice_recently(request.key)) {
+            // A stale item whose recache nobody has won yet is won by this
+            // read, which changes it: it comes back into RAM for that.
+            bool wins = (record.item_state & kItemStale) && !(record.item_state & kItemTokenSent);
+            if (wins || read_twice_recently(request.key)) {
                 recache.emplace(storage::Record{record.client_flags, record.exptime, record.cas,
-                                                std::string(record.value)});
+                                                std::string(record.value), record.item_state});
                 return;
             }
             result.item = transient_item(request.key, record);
             result.cas = record.cas;
             result.exptime = result.previous_exptime = record.exptime;
+            result.stale = (record.item_state & kItemStale) != 0;
+            result.other_won = (record.item_state & kItemTokenSent) != 0;
             served = true;
         };
         backend_->read(request.key, serve);
@@ -371,7 +379,10 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         result.stale = true;
         if (!item->has(kItemTokenSent)) won = true;
     }
-    if (won) item->state |= kItemTokenSent;
+    if (won && !item->has(kItemTokenSent)) {
+        // Overflow: the disk copy no longer has the item's state.
+        item->state = static_cast<uint8_t>((item->state | kItemTokenSent) & ~kItemHasDiskCopy);
+    }
     result.won = won;
 
     if (request.bump) Cache::Slot::mark_used(item, now);
@@ -888,6 +899,7 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
         item.exptime = record.exptime;
         item.key = key;
         item.value = record.value;
+        item.item_state = record.item_state & (kItemStale | kItemKeyBinary);  // as set_mutation
         visit(item);
     };
     if (durable()) {

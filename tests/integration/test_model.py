@@ -76,8 +76,10 @@ def overflow_server(server_factory, tmp_path):
     return server_factory(server_args("overflow", tmp_path / "tier"))
 
 
-def push_out_of_ram(c, rounds=2):
-    """Writes 2.4 MB of other items: with -m 1 everything before is evicted."""
+def push_out_of_ram(c, rounds=3):
+    """Writes 3.6 MB of other items: with -m 1 (about 26 such items fit) an
+    item written or read before is evicted even if it was read since it last
+    reached the LRU tail (second chance)."""
     value = b"f" * 40_000
     for i in range(30 * rounds):
         c.assert_reply(b"set push%d 0 0 %d\r\n%s\r\n" % (i, len(value), value), b"STORED\r\n")
@@ -135,3 +137,14 @@ def test_overflow_keeps_the_stale_bit_of_a_disk_item(server_factory, tmp_path):
     push_out_of_ram(c)
     assert_meta(c, b"mg inv v\r\n", b"VA 3 X W\r\ntwo\r\n")
     assert_meta(c, b"mg inv v\r\n", b"VA 3 Z X\r\ntwo\r\n")
+
+
+def test_overflow_keeps_the_base64_key_of_a_disk_item(server_factory, tmp_path):
+    """A key stored base64-encoded (ms b) is returned base64-encoded by k after
+    a trip to disk, as before it."""
+    c = overflow_server(server_factory, tmp_path).connect()
+    assert_meta(c, b"ms Zm9v 2 b\r\nhi\r\n", b"HD\r\n")
+    assert_meta(c, b"mg foo k v\r\n", b"VA 2 kZm9v b\r\nhi\r\n")
+    push_out_of_ram(c)
+    assert_meta(c, b"mg foo k v\r\n", b"VA 2 kZm9v b\r\nhi\r\n")   # served from disk
+    assert_meta(c, b"mg foo k v\r\n", b"VA 2 kZm9v b\r\nhi\r\n")   # back in RAM

@@ -137,9 +137,15 @@ ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& 
     return ItemRef(item, &transient_budget_);
 }
 
-void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
-    // Overflow: the disk copy no longer matches, so an eviction must write it again.
+void Engine::drop_disk_copy(Item& item) {
+    if (!item.has(kItemHasDiskCopy)) return;
     item.state &= static_cast<uint8_t>(~kItemHasDiskCopy);
+    backend_->remove(item.key());
+}
+
+void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
+    // Overflow: the disk copy no longer matches; an eviction writes it again.
+    drop_disk_copy(item);
     durability.add(persist(item));
     publish_item(item, durability);
 }
@@ -380,8 +386,8 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         if (!item->has(kItemTokenSent)) won = true;
     }
     if (won && !item->has(kItemTokenSent)) {
-        // Overflow: the disk copy no longer has the item's state.
-        item->state = static_cast<uint8_t>((item->state | kItemTokenSent) & ~kItemHasDiskCopy);
+        item->state |= kItemTokenSent;
+        drop_disk_copy(*item);   // overflow: the disk copy has the state from before
     }
     result.won = won;
 

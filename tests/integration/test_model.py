@@ -148,3 +148,26 @@ def test_overflow_keeps_the_base64_key_of_a_disk_item(server_factory, tmp_path):
     push_out_of_ram(c)
     assert_meta(c, b"mg foo k v\r\n", b"VA 2 kZm9v b\r\nhi\r\n")   # served from disk
     assert_meta(c, b"mg foo k v\r\n", b"VA 2 kZm9v b\r\nhi\r\n")   # back in RAM
+
+
+@pytest.mark.parametrize("expire", [b"gat -1 %s\r\n", b"touch %s -1\r\n", b"mg %s T-1\r\n"])
+def test_overflow_item_expired_by_a_touch_stays_expired(server_factory, tmp_path, expire):
+    """Seed 10 (overflow, step 850) found it: an item brought back from disk
+    and then touched to expire (gats -1) came back from its older disk copy
+    once the expired RAM item was gone, with the old exptime."""
+    c = overflow_server(server_factory, tmp_path).connect()
+    c.assert_reply(b"set tt 3 0 5\r\nvalue\r\n", b"STORED\r\n")
+    push_out_of_ram(c)
+    c.assert_reply(b"gat 0 tt\r\n", b"VALUE tt 3 5\r\nvalue\r\nEND\r\n")   # back in RAM, copy on disk
+    c.send(expire % b"tt")
+    c.read_line()   # VALUE.../TOUCHED/HD: the item was there
+    if expire.startswith(b"gat"):
+        c.read_until(b"END\r\n")
+    for _ in range(3):
+        c.assert_reply(b"get tt\r\n", b"END\r\n")
+    push_out_of_ram(c)
+    c.assert_reply(b"get tt\r\n", b"END\r\n")
+
+
+def test_seed_10_overflow_finds_no_mismatch(server_factory, tmp_path):
+    run_model(server_factory, tmp_path, "overflow", 10, 860)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 SPACE = b" \t\n\v\f\r"
+COARSE_CLOCK_LAG = 0.05   # seconds: how far time() may lag behind time.time()
 U64 = 1 << 64
 
 
@@ -179,8 +180,12 @@ def read_reply(client, how):
 # ---- the model ---------------------------------------------------------------------
 
 class Model:
-    def __init__(self, evictable):
+    def __init__(self, evictable, state_bits_may_be_lost=False):
         self.evictable = evictable      # memory mode: any item may be gone
+        # Durable mode: the store does not keep the stale and recache-token
+        # bits (a known bug, test_model.py::test_durable_keeps_the_stale_bit,
+        # strict xfail), so an item that left RAM has them cleared.
+        self.state_bits_may_be_lost = state_bits_may_be_lost
         self.worlds = {}                # key -> list of possible states (None = absent)
         self.max_cas = 0                # every CAS seen so far is <= this
         self.serial = 0
@@ -214,6 +219,8 @@ class Model:
                     s = replace(s, exp=(max(s.exp[0], now.lo + 1), s.exp[1]))
             if s is not None and self.evictable:
                 out.append(None)
+            if s is not None and self.state_bits_may_be_lost and (s.stale or s.token):
+                out.append(replace(s, stale=False, token=False))
             out.append(s)
         return dedupe(out)
 
@@ -733,7 +740,7 @@ class ModelRun:
         self.seed = seed
         self.steps = steps
         self.trace = trace
-        self.model = Model(evictable=(mode == "memory"))
+        self.model = Model(evictable=(mode == "memory"), state_bits_may_be_lost=(mode == "durable"))
         self.gen = Generator(seed, self.model)
         self.server = start_server()
         self.client = self.server.connect()
@@ -801,7 +808,9 @@ class ModelRun:
         self.client.send(command.wire)
         reply = read_reply(self.client, command.reply)
         t1 = time.time()
-        now = Moment(math.floor(t0), math.floor(t1))
+        # The server reads time(), which glibc serves from the coarse clock
+        # (up to a tick, a few ms, behind the clock time.time() reads).
+        now = Moment(math.floor(t0 - COARSE_CLOCK_LAG), math.floor(t1))
         self.stats["requests"] += 1
         shown = b" ".join(t if len(t) < 60 else t[:40] + b"...(%d bytes)" % len(t) for t in reply)
         self.trace.append(f"{step:5d}  {command.describe()}  ->  {shown.decode(errors='replace')}")
@@ -812,8 +821,10 @@ class ModelRun:
 
 
 def wait_until(unix_second):
-    while time.time() < unix_second + 0.02:
-        time.sleep(min(0.2, max(0.0, unix_second + 0.02 - time.time())))
+    """Until the server's clock (time(), see COARSE_CLOCK_LAG) reads unix_second."""
+    deadline = unix_second + COARSE_CLOCK_LAG
+    while time.time() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.time())))
 
 
 class ModelMismatch(AssertionError):

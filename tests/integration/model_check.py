@@ -530,7 +530,7 @@ WEIGHTS = [
     ("set", 14), ("add", 3), ("replace", 3), ("append", 4), ("prepend", 3), ("cas", 4),
     ("delete", 4), ("touch", 3), ("get", 8), ("gets", 4), ("gat", 3), ("gats", 2),
     ("incr", 4), ("decr", 3), ("mg", 14), ("ms", 10), ("md", 6), ("ma", 5),
-    ("churn", 1.5), ("flush_all", 0.3), ("flush_all_delayed", 0.1), ("sleep", 0.15),
+    ("churn", 1.5), ("flush_all", 0.3), ("flush_all_delayed", 0.2), ("sleep", 0.15),
     ("restart", 0.3), ("kill", 0.3),
 ]
 
@@ -773,6 +773,9 @@ class ModelRun:
             # begun, then the next request applies it.
             self.stats["flushes"] += 1
             now = self.request(step, Command("flush_all_delayed", b"", b"flush_all 1\r\n", "line", {}))
+            if self.mode == "durable" and self.gen.rng.random() < 0.5:
+                # The store keeps the due time: a restart before it still flushes.
+                self.restart(step, kill=self.gen.rng.random() < 0.5)
             wait_until(now.hi + 1)
             self.model.flush()
             self.note(step, "(waited for the delayed flush)")

@@ -48,6 +48,7 @@ class Item:
     cas: Cas
     stale: bool = False    # invalidated (md I / ms I): served with X
     token: bool = False    # a client won the recache (W sent): later readers see Z
+    fetched: bool = False  # read (or touched) since it was stored: mg h1
 
 
 @dataclass
@@ -180,12 +181,13 @@ def read_reply(client, how):
 # ---- the model ---------------------------------------------------------------------
 
 class Model:
-    def __init__(self, evictable, state_bits_may_be_lost=False):
+    def __init__(self, evictable, lost_on_disk=()):
         self.evictable = evictable      # memory mode: any item may be gone
-        # Durable mode: the store does not keep the stale and recache-token
-        # bits (a known bug, test_model.py::test_durable_keeps_the_stale_bit,
-        # strict xfail), so an item that left RAM has them cleared.
-        self.state_bits_may_be_lost = state_bits_may_be_lost
+        # The state bits (Item fields) that an item which left RAM may come
+        # back without. Known bugs, each a strict xfail in test_model.py:
+        # the durable store keeps no state bits (stale, token, fetched), and
+        # the overflow tier does not keep the fetched bit.
+        self.lost_on_disk = tuple(lost_on_disk)
         self.worlds = {}                # key -> list of possible states (None = absent)
         self.max_cas = 0                # every CAS seen so far is <= this
         self.serial = 0
@@ -219,8 +221,8 @@ class Model:
                     s = replace(s, exp=(max(s.exp[0], now.lo + 1), s.exp[1]))
             if s is not None and self.evictable:
                 out.append(None)
-            if s is not None and self.state_bits_may_be_lost and (s.stale or s.token):
-                out.append(replace(s, stale=False, token=False))
+            if s is not None and any(getattr(s, bit) for bit in self.lost_on_disk):
+                out.append(replace(s, **{bit: False for bit in self.lost_on_disk}))
             out.append(s)
         return dedupe(out)
 
@@ -304,7 +306,7 @@ class Model:
         if k == "touch":
             if s is None:
                 return [b"NOT_FOUND"], None
-            return [b"TOUCHED"], replace(s, exp=exp_from_ttl(a["ttl"], now))
+            return [b"TOUCHED"], replace(s, exp=exp_from_ttl(a["ttl"], now), fetched=True)
 
         if k in ("incr", "decr"):
             if s is None:
@@ -314,7 +316,7 @@ class Model:
                 return [b"CLIENT_ERROR", b"cannot", b"increment", b"or", b"decrement", b"non-numeric",
                         b"value"], s
             result, stored = arithmetic(s.value, number, k == "incr", a["delta"])
-            return [b"%d" % result], Item(stored, s.flags, s.exp, fresh())
+            return [b"%d" % result], Item(stored, s.flags, s.exp, fresh(), fetched=s.fetched)
 
         if k == "mg":
             return self.predict_mg(c, s, now, fresh)
@@ -331,8 +333,8 @@ class Model:
         """What any fetch does to the stale/win state (memcached's mg rules,
         applied by every read command)."""
         if s.stale and not s.token:
-            return replace(s, token=True)
-        return s
+            s = replace(s, token=True)
+        return replace(s, fetched=True)
 
     def predict_mg(self, c, s, now, fresh):
         a = c.args
@@ -353,8 +355,11 @@ class Model:
         other_won = s.token and not created
         won = created or (s.stale and not s.token)
         stale = s.stale
+        was_fetched = s.fetched
         if won:
             s = replace(s, token=True)
+        if not any(l == "u" for l, _ in flags):
+            s = replace(s, fetched=True)
         out = [b"VA", b"%d" % len(s.value)] if any(l == "v" for l, _ in flags) else [b"HD"]
         ttl_changed = False
         for letter, token in flags:
@@ -370,6 +375,8 @@ class Model:
                 out.append(CasToken(s.cas, b"c"))
             elif letter == "f":
                 out.append(b"f%d" % s.flags)
+            elif letter == "h":
+                out.append(b"h1" if was_fetched else b"h0")
         if other_won:
             out.append(b"Z")
         if stale:
@@ -465,7 +472,7 @@ class Model:
             previous_exp = s.exp
             result, stored = arithmetic(s.value, number, a.get("mode", "I") in ("I", "+"), a.get("delta", 1))
             exp = s.exp if a.get("ttl") is None else exp_from_ttl(a["ttl"], now)
-            s = Item(stored, s.flags, exp, fresh())
+            s = Item(stored, s.flags, exp, fresh(), fetched=s.fetched)
         digits = b"%d" % result
         out = [b"VA", b"%d" % len(digits)] if out_value else [b"HD"]
         ttl_changed = False
@@ -620,7 +627,9 @@ class Generator:
             return [("cmd", Command(op, key, b"%s %s %d\r\n" % (op.encode(), key, delta), "line",
                                     {"delta": delta}))]
         if op == "mg":
-            letters = [l for l in "vftcs" if rng.random() < 0.5]
+            letters = [l for l in "vftcsh" if rng.random() < 0.5]
+            if rng.random() < 0.1:
+                letters.append("u")
             flags = [(l, None) for l in letters]
             if rng.random() < 0.2:
                 flags.insert(rng.randrange(len(flags) + 1), ("T", self.ttl(negative=False)))
@@ -740,7 +749,8 @@ class ModelRun:
         self.seed = seed
         self.steps = steps
         self.trace = trace
-        self.model = Model(evictable=(mode == "memory"), state_bits_may_be_lost=(mode == "durable"))
+        lost = {"memory": (), "overflow": ("fetched",), "durable": ("stale", "token", "fetched")}[mode]
+        self.model = Model(evictable=(mode == "memory"), lost_on_disk=lost)
         self.gen = Generator(seed, self.model)
         self.server = start_server()
         self.client = self.server.connect()

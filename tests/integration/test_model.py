@@ -2,7 +2,7 @@
 modes (issue 11, item 5).
 
 A seeded generator draws commands (set/add/replace/append/prepend/cas,
-delete, incr/decr, touch, get/gets/gat/gats, mg with v/f/t/c/s/T/N, ms with
+delete, incr/decr, touch, get/gets/gat/gats, mg with v/f/t/c/s/h/u/T/N, ms with
 modes and F/T/C/I/N/c, md with C/I/T, ma with modes and D/N/J/T/C/v/c/t,
 flush_all now and delayed, waits that let short TTLs expire, restarts) and
 sends them over a real socket to build/memkeep; a reference model
@@ -12,6 +12,12 @@ the first reply no possible state of the model predicts. The memory limit is
 (overflow, durable) or are evicted (memory mode: the only mode where the model
 lets a key vanish). Durable mode is restarted with SIGTERM and with kill -9:
 every acknowledged write must be there afterwards.
+
+Two known bugs of the same class are not fixed yet; the model lets exactly
+these bits be lost when an item leaves RAM, and a strict xfail below shows
+each: the durable store keeps no item state bits (stale, recache token,
+fetched), and the overflow tier keeps no fetched bit (mg h). Not modelled:
+mg l (last access), the q/k/O/b/E flags, md x, binary protocol.
 
 Running it longer or on another seed:
 
@@ -183,3 +189,14 @@ def test_durable_keeps_the_stale_bit(server_factory, tmp_path):
     assert_meta(c, b"md st I\r\n", b"HD\r\n")
     push_out_of_ram(c)
     assert_meta(c, b"mg st v f\r\n", b"VA 3 f5 X W\r\nold\r\n")
+
+
+@pytest.mark.xfail(strict=True, reason="the overflow tier keeps no fetched bit: an item read in RAM, then "
+                                       "evicted, answers h0 from disk (and a read from disk sets nothing)")
+def test_overflow_keeps_the_fetched_bit(server_factory, tmp_path):
+    c = overflow_server(server_factory, tmp_path).connect()
+    c.assert_reply(b"set fe 0 0 2\r\nhi\r\n", b"STORED\r\n")
+    assert_meta(c, b"mg fe h v\r\n", b"VA 2 h0\r\nhi\r\n")
+    assert_meta(c, b"mg fe h v\r\n", b"VA 2 h1\r\nhi\r\n")
+    push_out_of_ram(c)
+    assert_meta(c, b"mg fe h v\r\n", b"VA 2 h1\r\nhi\r\n")

@@ -26,7 +26,7 @@ Running it longer or on another seed:
 
 MEMKEEP_MODEL_SEED picks the first seed; MEMKEEP_MODEL_SEEDS=N runs N seeds
 from there (default 1); MEMKEEP_MODEL_STEPS is the number of steps per seed
-(default 2000 per mode, about 10 s each here). A failure names its seed and
+(default 1200 per mode, 8 to 12 s each here). A failure names its seed and
 step and prints the last requests and replies; the whole trace is written to
 the test's tmp dir (model-trace-<mode>-<seed>.txt). Replaying the seed
 reproduces it. A bug found this way is kept below as a plain regression test
@@ -43,7 +43,7 @@ from model_check import ModelMismatch, ModelRun
 
 pytestmark = pytest.mark.memkeep_only
 
-STEPS = int(os.environ.get("MEMKEEP_MODEL_STEPS", "2000"))
+STEPS = int(os.environ.get("MEMKEEP_MODEL_STEPS", "1200"))
 FIRST_SEED = int(os.environ.get("MEMKEEP_MODEL_SEED", "1"))
 SEEDS = int(os.environ.get("MEMKEEP_MODEL_SEEDS", "1"))
 MODES = ["memory", "overflow", "durable"]

@@ -94,7 +94,8 @@ Cache::Options Engine::cache_options() const {
         options.on_evict = [backend = backend_](const Item& item) {
             // An item recached from disk and not changed since is still there.
             if (item.has(kItemHasDiskCopy)) return;
-            backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value()});
+            backend->put(item.key(), storage::RecordView{item.client_flags, item.exptime, item.cas, item.value(),
+                                                         static_cast<uint8_t>(item.state & kItemStateKeptOnDisk)});
         };
     }
     return options;
@@ -149,12 +150,19 @@ ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& 
     }
     if (!record.value.empty()) std::memcpy(item->value_data(), record.value.data(), record.value.size());
     item->cas = record.cas;
+    item->state |= record.item_state & kItemStateKeptOnDisk;
     return ItemRef(item, &transient_budget_);
 }
 
-void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
-    // Overflow: the disk copy no longer matches, so an eviction must write it again.
+void Engine::drop_disk_copy(Item& item) {
+    if (!item.has(kItemHasDiskCopy)) return;
     item.state &= static_cast<uint8_t>(~kItemHasDiskCopy);
+    backend_->remove(item.key());
+}
+
+void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
+    // Overflow: the disk copy no longer matches; an eviction writes it again.
+    drop_disk_copy(item);
     durability.add(persist(item));
     publish_item(item, durability);
 }
@@ -255,6 +263,7 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
         if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
         loaded->cas = record.cas;
         loaded->last_access = static_cast<uint32_t>(now);
+        loaded->state |= record.item_state & kItemStateKeptOnDisk;
         if (overflow()) loaded->state |= kItemHasDiskCopy;
         clock_.observe(record.cas);
         stats.disk_loads.add();
@@ -316,14 +325,19 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         bool served = false;
         auto serve = [&](const storage::RecordView& record) {
             if (is_expired(record.exptime, now)) return;
-            if (read_twice_recently(request.key)) {
+            // A stale item whose recache nobody has won yet is won by this
+            // read, which changes it: it comes back into RAM for that.
+            bool wins = (record.item_state & kItemStale) && !(record.item_state & kItemTokenSent);
+            if (wins || read_twice_recently(request.key)) {
                 recache.emplace(storage::Record{record.client_flags, record.exptime, record.cas,
-                                                std::string(record.value)});
+                                                std::string(record.value), record.item_state});
                 return;
             }
             result.item = transient_item(request.key, record);
             result.cas = record.cas;
             result.exptime = result.previous_exptime = record.exptime;
+            result.stale = (record.item_state & kItemStale) != 0;
+            result.other_won = (record.item_state & kItemTokenSent) != 0;
             served = true;
         };
         backend_->read(request.key, serve);
@@ -391,8 +405,12 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         result.stale = true;
         if (!item->has(kItemTokenSent)) won = true;
     }
-    if (won && request.meta_get) item->state |= kItemTokenSent;
-    result.won = won && request.meta_get;
+    won = won && request.meta_get;
+    if (won && !item->has(kItemTokenSent)) {
+        item->state |= kItemTokenSent;
+        drop_disk_copy(*item);   // overflow: the disk copy has the state from before
+    }
+    result.won = won;
 
     if (request.bump) Cache::Slot::mark_used(item, now);
     result.exptime = item->exptime;
@@ -915,6 +933,7 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
         item.exptime = record.exptime;
         item.key = key;
         item.value = record.value;
+        item.item_state = record.item_state & (kItemStale | kItemKeyBinary);  // as set_mutation
         visit(item);
     };
     if (durable()) {

@@ -302,6 +302,11 @@ private:
     // An item changed in place (exptime, CAS, stale bit): written through in
     // the durable mode; in the overflow mode its disk copy no longer counts.
     void changed_in_place(Item& item, DurabilityWait& durability);
+    // Overflow: an item brought back from disk changed in RAM, so its disk
+    // copy is out of date. The copy is removed (not only ignored at the next
+    // eviction): otherwise, once the RAM item expires or is dropped without
+    // being written, the older copy would be served again.
+    void drop_disk_copy(Item& item);
     // Overflow: true for the second read from disk of a key within a short
     // while (it is then brought back into RAM).
     bool read_twice_recently(std::string_view key);

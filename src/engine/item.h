@@ -31,6 +31,11 @@ enum ItemState : uint8_t {
     kItemHasDiskCopy = 1 << 6, // overflow mode: the disk tier holds this exact version
 };
 
+// The state bits that are part of what a client sees of an item, so they go
+// to the overflow tier with it and come back (storage::RecordView::item_state).
+// A change of one of them in place must clear kItemHasDiskCopy.
+inline constexpr uint8_t kItemStateKeptOnDisk = kItemStale | kItemTokenSent | kItemKeyBinary;
+
 struct Item {
     Item* hash_next;    // chain in the shard's hash bucket
     Item* lru_prev;     // towards the most recently used end

@@ -27,12 +27,16 @@
 
 namespace memkeep::storage {
 
-// One stored item version.
+// One stored item version. `item_state` carries the engine's per-item state
+// bits that must survive a trip to disk (stale, recache token won, key given
+// in base64: engine::kItemStateKeptOnDisk); the overflow tier keeps them, the
+// durable store does not (it reads them back as 0).
 struct RecordView {
     uint32_t client_flags = 0;
     uint32_t exptime = 0;   // absolute Unix seconds; 0 = never
     uint64_t cas = 0;
     std::string_view value;
+    uint8_t item_state = 0;
 };
 
 struct Record {
@@ -40,6 +44,7 @@ struct Record {
     uint32_t exptime = 0;
     uint64_t cas = 0;
     std::string value;
+    uint8_t item_state = 0;
 };
 
 enum class FsyncPolicy { kAlways, kEverySecond, kNever };
@@ -78,7 +83,7 @@ public:
     virtual bool read(std::string_view key, RecordVisitor visit) {
         Record record;
         if (!get(key, &record)) return false;
-        visit(RecordView{record.client_flags, record.exptime, record.cas, record.value});
+        visit(RecordView{record.client_flags, record.exptime, record.cas, record.value, record.item_state});
         return true;
     }
     // The CAS of the stored version of `key` in `cas`; false when there is

@@ -67,10 +67,43 @@ private:
     uint64_t reclaimed_bytes_ = 0;
 };
 
+// A copy in the tier is the durable store's record (record_codec.h) followed
+// by one byte of item state (RecordView::item_state): the tier is discarded
+// at every start, so its layout may differ from the store's.
+std::string encode_tier_record(const RecordView& record) {
+    std::string out;
+    out.reserve(kRecordHeaderSize + 1 + record.value.size());
+    char header[kRecordHeaderSize];
+    encode_record_header(record, header);
+    out.append(header, kRecordHeaderSize);
+    out.push_back(static_cast<char>(record.item_state));
+    out.append(record.value);
+    return out;
+}
+
+bool decode_tier_record_view(std::string_view stored, RecordView* out) {
+    if (stored.size() < kRecordHeaderSize + 1) return false;
+    if (!decode_record_view(stored.substr(0, kRecordHeaderSize), out)) return false;
+    out->item_state = static_cast<uint8_t>(stored[kRecordHeaderSize]);
+    out->value = stored.substr(kRecordHeaderSize + 1);
+    return true;
+}
+
+bool decode_tier_record(std::string_view stored, Record* out) {
+    RecordView view;
+    if (!decode_tier_record_view(stored, &view)) return false;
+    out->client_flags = view.client_flags;
+    out->exptime = view.exptime;
+    out->cas = view.cas;
+    out->item_state = view.item_state;
+    out->value.assign(view.value);
+    return true;
+}
+
 // The newest operation on a key that is not on disk yet.
 struct PendingWrite {
     bool removal = false;
-    std::string encoded;   // encode_record(...) for a put
+    std::string encoded;   // encode_tier_record(...) for a put
 };
 
 class OverflowTier : public Backend {
@@ -100,7 +133,7 @@ public:
     // An item evicted from RAM. Called with a cache shard locked: it only
     // queues a copy for the writer thread.
     uint64_t put(std::string_view key, const RecordView& record) override {
-        std::string encoded = encode_record(record);
+        std::string encoded = encode_tier_record(record);
         std::unique_lock<std::mutex> lock(mutex_);
         // When the writer is behind, wait a little for it (evictions are then
         // paced by the disk) rather than lose the item; past that, or when
@@ -145,6 +178,7 @@ public:
             out->exptime = record.exptime;
             out->cas = record.cas;
             out->value.assign(record.value);
+            out->item_state = record.item_state;
         };
         return read(key, copy);
     }
@@ -193,21 +227,23 @@ public:
         }
         Record record;
         for (const auto& [key, encoded] : queued) {
-            if (decode_record(encoded, &record)) {
-                visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+            if (decode_tier_record(encoded, &record)) {
+                visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value,
+                                      record.item_state});
             }
         }
         std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
         for (it->SeekToFirst(); it->Valid(); it->Next()) {
             std::string_view key(it->key().data(), it->key().size());
-            if (!decode_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
+            if (!decode_tier_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
             {
                 // Only the key's current copy (versions_ names it by CAS).
                 std::lock_guard<std::mutex> guard(mutex_);
                 uint64_t current = 0;
                 if (!versions_.get(key_hash(key), &current) || current != record.cas) continue;
             }
-            visit(key, RecordView{record.client_flags, record.exptime, record.cas, record.value});
+            visit(key,
+                  RecordView{record.client_flags, record.exptime, record.cas, record.value, record.item_state});
         }
         return it->status().ok();
     }
@@ -242,7 +278,7 @@ public:
 private:
     static bool visit_encoded(std::string_view stored, RecordVisitor visit) {
         RecordView record;
-        if (!decode_record_view(stored, &record)) return false;
+        if (!decode_tier_record_view(stored, &record)) return false;
         visit(record);
         return true;
     }

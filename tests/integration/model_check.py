@@ -274,7 +274,9 @@ class Model:
                 return [b"END"], None
             if k in ("gat", "gats"):
                 s = replace(s, exp=exp_from_ttl(a["ttl"], now))
-            s = self.after_fetch(s)
+            # A classic get marks the item fetched but takes no recache win
+            # (memcached 1.6.18: only mg hands out W).
+            s = replace(s, fetched=True)
             line = [b"VALUE", c.key, b"%d" % s.flags, b"%d" % len(s.value)]
             if k in ("gets", "gats"):
                 line.append(CasToken(s.cas))
@@ -330,8 +332,7 @@ class Model:
 
     @staticmethod
     def after_fetch(s):
-        """What any fetch does to the stale/win state (memcached's mg rules,
-        applied by every read command)."""
+        """What an mg does to the stale/win state (memcached's rules)."""
         if s.stale and not s.token:
             s = replace(s, token=True)
         return replace(s, fetched=True)
@@ -406,7 +407,8 @@ class Model:
                     status, after = b"EX", s
                 else:
                     if invalidating and not matches:
-                        new = replace(new, stale=True, token=s.token)
+                        # A stale set keeps the item's TTL (memcached's do_store_item).
+                        new = replace(new, stale=True, token=s.token, exp=s.exp)
                     status, after = b"HD", new
         elif mode == "E":
             status, after = (b"NS", s) if s is not None else (b"HD", new)

@@ -77,7 +77,7 @@ constexpr const char* kPendingFlushMeta = "pending_flush_at";
 }  // namespace
 
 Cache::Options Engine::cache_options() const {
-    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}};
+    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}, config_.unix_clock};
     if (overflow()) {
         // Evicted items go to the disk tier instead of being lost.
         options.on_evict = [backend = backend_](const Item& item) {
@@ -243,7 +243,8 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
                 if (locked.find(now) || flush_epoch_.load() != epoch) return false;  // linked or flushed meanwhile
                 uint64_t stored_cas = 0;
                 return backend_->stored_version(key, &stored_cas) && stored_cas == record.cas;
-            });
+            },
+            config_.unlocked_hook);
         if (!loaded.current) continue;  // the key changed meanwhile: look again
         if (!loaded.built) return nullptr;
         ItemRef& item_ref = loaded.built;
@@ -270,6 +271,7 @@ bool Engine::unchanged_beyond_ram(const Item& source) {
 
 void Engine::wait_for_flush(std::optional<Cache::Slot>& slot, std::string_view key) {
     slot.reset();
+    if (config_.unlocked_hook) config_.unlocked_hook(key);
     { std::lock_guard<std::mutex> flush_over(flush_mutex_); }
     slot.emplace(cache_.lock(key));
 }
@@ -343,7 +345,7 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
         auto vivified = rebuild_unlocked(
             cache_, slot, request.key,
             [&] { return cache_.allocate(request.key, 0, 0, expiry(*request.vivify_exptime)); },
-            [&](Cache::Slot& locked) { return (item = locked.find(now)) == nullptr; });
+            [&](Cache::Slot& locked) { return (item = locked.find(now)) == nullptr; }, config_.unlocked_hook);
         if (vivified.current && vivified.built) {
             ItemRef& stub = vivified.built;
             stub->cas = next_cas();
@@ -517,7 +519,8 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                         }
                         return copy_item(current, joined, current.exptime);
                     },
-                    [this](const Item& source) { return unchanged_beyond_ram(source); });
+                    [this](const Item& source) { return unchanged_beyond_ram(source); },
+                    config_.unlocked_hook);
                 if (!rebuilt.built) {
                     stats.store_no_memory.add();
                     return {StoreStatus::kNotStored};
@@ -574,7 +577,7 @@ DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& 
                     }
                     return copy;
                 },
-                [this](const Item& source) { return unchanged_beyond_ram(source); });
+                [this](const Item& source) { return unchanged_beyond_ram(source); }, config_.unlocked_hook);
             if (!emptied.built) return DeleteStatus::kNotFound;
             if (!emptied.current) continue;
             item = emptied.built.get();
@@ -625,7 +628,7 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
                     if (made) std::memcpy(made->value_data(), digits.data(), digits.size());
                     return made;
                 },
-                [&](Cache::Slot& locked) { return locked.find(now) == nullptr; });
+                [&](Cache::Slot& locked) { return locked.find(now) == nullptr; }, config_.unlocked_hook);
             if (!vivified.built) return {ArithmeticStatus::kNoMemory};
             if (!vivified.current) continue;  // created meanwhile: count on it instead
             ItemRef& created = vivified.built;
@@ -661,7 +664,7 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
         auto rebuilt = rebuild_if_current(
             cache_, slot, request.key, now, item,
             [&](const Item& current) { return copy_item(current, digits, exptime); },
-            [this](const Item& source) { return unchanged_beyond_ram(source); });
+            [this](const Item& source) { return unchanged_beyond_ram(source); }, config_.unlocked_hook);
         if (!rebuilt.built) return {ArithmeticStatus::kNoMemory};
         if (!rebuilt.current) continue;  // changed meanwhile: count from the new value
         ItemRef& updated = rebuilt.built;

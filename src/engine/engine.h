@@ -47,6 +47,10 @@ struct EngineConfig {
     StorageMode storage_mode = StorageMode::kMemory;
     // The time of day for expiry and delayed flushes (tests pass a fake).
     UnixClock unix_clock = &unix_now;
+    // Tests only: called whenever a command has let go of its key's lock in
+    // the middle (a rebuild, src/engine/rebuild_if_current.h, or a wait for a
+    // running flush), so a test can make another thread's write win the race.
+    std::function<void(std::string_view key)> unlocked_hook;
 };
 
 // Why a write was refused before or after it was applied (replication).

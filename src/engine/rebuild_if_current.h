@@ -18,6 +18,7 @@
 // Threads: any worker or replication thread; `slot` is locked on entry and
 // locked again on return (not during `build`).
 
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -27,6 +28,10 @@
 #include "engine/item.h"
 
 namespace memkeep::engine {
+
+// Called with the key while the lock is let go (after build): tests use it to
+// make another write win the race, deterministically. Empty in production.
+using RebuildHook = std::function<void(std::string_view key)>;
 
 template <typename Built>
 struct Rebuilt {
@@ -38,9 +43,11 @@ struct Rebuilt {
 // key again and asks still_current(slot) under the lock.
 template <typename Build, typename StillCurrent>
 auto rebuild_unlocked(Cache& cache, std::optional<Cache::Slot>& slot, std::string_view key, Build&& build,
-                      StillCurrent&& still_current) -> Rebuilt<std::invoke_result_t<Build&>> {
+                      StillCurrent&& still_current, const RebuildHook& while_unlocked = {})
+    -> Rebuilt<std::invoke_result_t<Build&>> {
     slot.reset();
     auto built = build();
+    if (while_unlocked) while_unlocked(key);
     slot.emplace(cache.lock(key));
     bool current = still_current(*slot);
     return {std::move(built), current};
@@ -55,7 +62,8 @@ auto rebuild_unlocked(Cache& cache, std::optional<Cache::Slot>& slot, std::strin
 // tier; always false in the memory mode).
 template <typename Build, typename UnchangedElsewhere>
 auto rebuild_if_current(Cache& cache, std::optional<Cache::Slot>& slot, std::string_view key, int64_t now,
-                        Item* current, Build&& build, UnchangedElsewhere&& unchanged_elsewhere)
+                        Item* current, Build&& build, UnchangedElsewhere&& unchanged_elsewhere,
+                        const RebuildHook& while_unlocked = {})
     -> Rebuilt<std::invoke_result_t<Build&, const Item&>> {
     ItemRef source = slot->share(current);
     return rebuild_unlocked(
@@ -64,7 +72,8 @@ auto rebuild_if_current(Cache& cache, std::optional<Cache::Slot>& slot, std::str
             Item* found = locked.find(now);
             if (found) return found == source.get();
             return !locked.expired() && unchanged_elsewhere(*source);
-        });
+        },
+        while_unlocked);
 }
 
 }  // namespace memkeep::engine

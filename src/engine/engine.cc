@@ -507,6 +507,7 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                 // Build old+new (or new+old) without holding the lock, then
                 // come back and link it if the old item is still current;
                 // else start again from the new one (its CAS is checked again).
+                uint32_t exptime = old->exptime;  // read under the lock: a touch changes it in place
                 auto rebuilt = rebuild_if_current(
                     cache_, slot, key, now, old,
                     [&](const Item& current) {
@@ -517,7 +518,7 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                         } else {
                             joined.append(item->value()).append(current.value());
                         }
-                        return copy_item(current, joined, current.exptime);
+                        return copy_item(current, joined, exptime);
                     },
                     [this](const Item& source) { return unchanged_beyond_ram(source); },
                     config_.unlocked_hook);
@@ -566,12 +567,14 @@ DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& 
             // Swap in an empty copy (made without the lock), then mark it as below.
             uint8_t kept_state = item->state & (kItemStale | kItemTokenSent | kItemFetched);
             uint32_t last_access = item->last_access;
+            uint32_t exptime = item->exptime;
+            uint64_t cas = item->cas;
             auto emptied = rebuild_if_current(
                 cache_, slot, request.key, now, item,
                 [&](const Item& current) {
-                    ItemRef copy = copy_item(current, {}, current.exptime);
+                    ItemRef copy = copy_item(current, {}, exptime);
                     if (copy) {
-                        copy->cas = current.cas;
+                        copy->cas = cas;
                         copy->state |= kept_state;
                         copy->last_access = last_access;
                     }

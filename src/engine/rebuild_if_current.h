@@ -18,6 +18,7 @@
 // Threads: any worker or replication thread; `slot` is locked on entry and
 // locked again on return (not during `build`).
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -56,21 +57,24 @@ auto rebuild_unlocked(Cache& cache, std::optional<Cache::Slot>& slot, std::strin
 // The common case: `current` is the live item the slot found for `key`, and
 // the new item is built from it. It is still current when the slot finds the
 // very same item (a reference is held meanwhile, so its address cannot be
-// reused by another item), or, when it is no longer in RAM at all (evicted
-// by an allocation, maybe our own), when unchanged_elsewhere(source) says the
-// version beyond RAM is still that one (the durable store or the overflow
-// tier; always false in the memory mode).
+// reused by another item) with the CAS and exptime it had when the lock was
+// let go (touch, gat and md change those in place), or, when it is no longer
+// in RAM at all (evicted by an allocation, maybe our own), when
+// unchanged_elsewhere(source) says the version beyond RAM is still that one
+// (the durable store or the overflow tier; always false in the memory mode).
 template <typename Build, typename UnchangedElsewhere>
 auto rebuild_if_current(Cache& cache, std::optional<Cache::Slot>& slot, std::string_view key, int64_t now,
                         Item* current, Build&& build, UnchangedElsewhere&& unchanged_elsewhere,
                         const RebuildHook& while_unlocked = {})
     -> Rebuilt<std::invoke_result_t<Build&, const Item&>> {
     ItemRef source = slot->share(current);
+    uint64_t cas = current->cas;
+    uint32_t exptime = current->exptime;
     return rebuild_unlocked(
         cache, slot, key, [&] { return build(*source); },
         [&](Cache::Slot& locked) {
             Item* found = locked.find(now);
-            if (found) return found == source.get();
+            if (found) return found == source.get() && found->cas == cas && found->exptime == exptime;
             return !locked.expired() && unchanged_elsewhere(*source);
         },
         while_unlocked);

@@ -152,6 +152,32 @@ TEST_F(EngineRaceTest, ACasIncrThatKeepsLosingAnswersExists) {
     EXPECT_EQ(driver_.value("n", stats_), "99");
 }
 
+// A touch changes the item in place (same item, same CAS, new exptime) while
+// an append builds its new value: the append must start again, or it would
+// link a value with the exptime from before the touch and undo it.
+TEST_F(EngineRaceTest, AnAppendRacingATouchKeepsTheTouchedExptime) {
+    driver_.set("k", "v", stats_);
+    int rounds = 0;
+    on_unlocked = [&](std::string_view key) {
+        if (++rounds > 1) return;
+        on_other_thread([&] {
+            OpStats stats;
+            EXPECT_EQ(engine_->touch(key, 1000, stats), TouchStatus::kTouched);
+        });
+    };
+    EXPECT_EQ(driver_.append("k", "+", stats_).status, StoreStatus::kStored);
+    on_unlocked = nullptr;
+
+    EXPECT_EQ(rounds, 2);
+    FetchResult found = driver_.fetch("k", stats_);
+    ASSERT_TRUE(found.item);
+    EXPECT_EQ(found.item->value(), "v+");
+    EXPECT_EQ(found.exptime, static_cast<uint32_t>(FakeClock::now() + 1000));
+    storage::Record record;
+    ASSERT_TRUE(backend_.peek("k", &record));
+    EXPECT_EQ(record.exptime, static_cast<uint32_t>(FakeClock::now() + 1000));
+}
+
 // A plain append loses its race 20 times in a row to appends from another
 // thread; the value must contain every append, its own last.
 TEST_F(EngineRaceTest, APlainAppendThatKeepsLosingKeepsEveryAppend) {

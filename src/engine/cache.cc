@@ -112,7 +112,8 @@ struct alignas(64) Cache::Shard {
 Cache::Cache(Options options)
     : budget_(options.memory_limit),
       evictions_enabled_(options.evictions_enabled),
-      on_evict_(std::move(options.on_evict)) {
+      on_evict_(std::move(options.on_evict)),
+      unix_clock_(options.unix_clock) {
     for (auto& shard : shards_) shard = new Shard();
 }
 
@@ -210,7 +211,7 @@ ItemRef Cache::allocate(std::string_view key, size_t value_length, uint32_t clie
 }
 
 bool Cache::make_room(size_t /*bytes*/) {
-    int64_t now = unix_now();
+    int64_t now = unix_clock_();
     for (size_t attempt = 0; attempt < kShardCount; ++attempt) {
         size_t index = eviction_cursor_.fetch_add(1, std::memory_order_relaxed) % kShardCount;
         Shard& shard = *shards_[index];

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/item.h"
 
 namespace memkeep::engine {
@@ -46,6 +47,8 @@ public:
         // Called with a live item about to be evicted (its shard locked): the
         // overflow tier keeps it. Must not take cache locks or block.
         std::function<void(const Item&)> on_evict;
+        // The time of day eviction judges expiry by (the engine's clock).
+        UnixClock unix_clock = &unix_now;
     };
 
     explicit Cache(Options options);
@@ -131,6 +134,7 @@ private:
     MemoryBudget budget_;
     bool evictions_enabled_;
     std::function<void(const Item&)> on_evict_;
+    UnixClock unix_clock_;
     std::atomic<size_t> eviction_cursor_{0};
     std::array<Shard*, kShardCount> shards_{};
 };

@@ -11,6 +11,11 @@ namespace memkeep::engine {
 // that they mean the same after a restart and on a replica.
 int64_t unix_now();
 
+// Where the engine reads the time of day: unix_now in production, a fake in
+// tests (a plain function pointer, so the production path pays one indirect
+// call and nothing else).
+using UnixClock = int64_t (*)();
+
 // memcached's exptime rules, converted to an absolute Unix time (0 = never):
 // 0 never; up to 30 days: relative seconds; larger: absolute Unix time;
 // negative: already expired. An absolute time in the past is already expired.

@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 
+#include "engine/rebuild_if_current.h"
 #include "storage/backend.h"
 
 #include <cerrno>
@@ -88,7 +89,7 @@ constexpr const char* kPendingFlushMeta = "pending_flush_at";
 }  // namespace
 
 Cache::Options Engine::cache_options() const {
-    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}};
+    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}, config_.unix_clock};
     if (overflow()) {
         // Evicted items go to the disk tier instead of being lost.
         options.on_evict = [backend = backend_](const Item& item) {
@@ -236,42 +237,69 @@ bool Engine::link_new_version(Cache::Slot& slot, ItemRef item, DurabilityWait& d
 
 Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats,
                      const storage::Record* already_read) {
-    Item* item = slot->find(now);
-    if (item || !backend_) return item;
     // Not in RAM: read the store. Writes to the store happen under the key's
     // slot lock, so what we read here is the key's current version; it is
     // linked only if it is still current once the memory for it is found
-    // (allocation may evict, which takes other locks, so it runs unlocked).
-    for (int attempt = 0; attempt < 8; ++attempt) {
+    // (allocation may evict, which takes other locks, so it runs unlocked)
+    // and no flush began meanwhile (docs/ARCHITECTURE.md, "Flush ordering").
+    for (;;) {
+        Item* item = slot->find(now);
+        if (item || !backend_) return item;
+        uint64_t epoch = flush_epoch_.load();
+        if (epoch & 1) {
+            // A flush is emptying RAM and the store: what the store still
+            // holds may be flushed data. Read it once the flush is over.
+            wait_for_flush(slot, key);
+            already_read = nullptr;
+            continue;
+        }
         storage::Record fresh;
-        const storage::Record* read = &fresh;
-        if (attempt == 0 && already_read) {
-            read = already_read;
-        } else if (!backend_->get(key, &fresh)) {
-            return nullptr;
+        const storage::Record* read = std::exchange(already_read, nullptr);
+        if (!read) {
+            if (!backend_->get(key, &fresh)) return nullptr;
+            read = &fresh;
         }
         const storage::Record& record = *read;
         if (is_expired(record.exptime, now)) return nullptr;
-        slot.reset();
-        ItemRef loaded = cache_.allocate(key, record.value.size(), record.client_flags, record.exptime);
-        slot.emplace(cache_.lock(key));
-        if ((item = slot->find(now))) return item;  // linked meanwhile
-        if (!loaded) return nullptr;
-        uint64_t stored_cas = 0;
-        if (!backend_->stored_version(key, &stored_cas)) return nullptr;  // removed meanwhile
-        if (stored_cas != record.cas) continue;                           // changed meanwhile
-        if (!record.value.empty()) std::memcpy(loaded->value_data(), record.value.data(), record.value.size());
-        loaded->cas = record.cas;
-        loaded->last_access = static_cast<uint32_t>(now);
-        loaded->state |= record.item_state & kItemStateKeptOnDisk;
-        if (overflow()) loaded->state |= kItemHasDiskCopy;
+        auto loaded = rebuild_unlocked(
+            cache_, slot, key,
+            [&] { return cache_.allocate(key, record.value.size(), record.client_flags, record.exptime); },
+            [&](Cache::Slot& locked) {
+                if (locked.find(now) || flush_epoch_.load() != epoch) return false;  // linked or flushed meanwhile
+                uint64_t stored_cas = 0;
+                return backend_->stored_version(key, &stored_cas) && stored_cas == record.cas;
+            },
+            config_.unlocked_hook);
+        if (!loaded.current) continue;  // the key changed meanwhile: look again
+        if (!loaded.built) return nullptr;
+        ItemRef& item_ref = loaded.built;
+        if (!record.value.empty()) std::memcpy(item_ref->value_data(), record.value.data(), record.value.size());
+        item_ref->cas = record.cas;
+        item_ref->last_access = static_cast<uint32_t>(now);
+        item_ref->state |= record.item_state & kItemStateKeptOnDisk;
+        if (overflow()) item_ref->state |= kItemHasDiskCopy;
         clock_.observe(record.cas);
         stats.disk_loads.add();
-        item = loaded.get();
-        slot->link(std::move(loaded));
+        item = item_ref.get();
+        slot->link(std::move(item_ref));
         return item;
     }
-    return nullptr;
+}
+
+bool Engine::unchanged_beyond_ram(const Item& source) {
+    // With -C every version is 0 and tells nothing apart; during a flush the
+    // store may still hold what RAM already dropped.
+    if (!durable() && !overflow()) return false;
+    if (!config_.cas_enabled || source.cas == 0 || (flush_epoch_.load() & 1)) return false;
+    uint64_t stored_cas = 0;
+    return backend_->stored_version(source.key(), &stored_cas) && stored_cas == source.cas;
+}
+
+void Engine::wait_for_flush(std::optional<Cache::Slot>& slot, std::string_view key) {
+    slot.reset();
+    if (config_.unlocked_hook) config_.unlocked_hook(key);
+    { std::lock_guard<std::mutex> flush_over(flush_mutex_); }
+    slot.emplace(cache_.lock(key));
 }
 
 void Engine::set_memory_limit(size_t bytes) {
@@ -289,28 +317,19 @@ bool Engine::item_size_ok(size_t key_length, uint32_t client_flags, size_t value
 
 void Engine::apply_due_flush() {
     int64_t due = pending_flush_at_.load(std::memory_order_acquire);
-    if (due == 0 || unix_now() < due) return;
+    if (due == 0 || now_seconds() < due) return;
     std::lock_guard<std::mutex> guard(flush_mutex_);
     due = pending_flush_at_.load(std::memory_order_acquire);
-    if (due == 0 || unix_now() < due) return;
-    if (replicating()) {
-        // Every node computes the same horizon from the same time.
-        flush_older_than(version_at(due));
-        if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
-    } else {
-        cache_.clear();
-        if (durable()) {
-            backend_->wait_durable(backend_->remove_all());
-            backend_->put_meta(kPendingFlushMeta, "0");
-        }
-        if (overflow()) backend_->remove_all();
-    }
+    if (due == 0 || now_seconds() < due) return;
+    // Replicated, every node computes the same horizon from the same time.
+    flush_items(replicating() ? std::optional<uint64_t>(version_at(due)) : std::nullopt);
+    if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
     pending_flush_at_.store(0, std::memory_order_release);
 }
 
 FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& stats) {
     apply_due_flush();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     FetchResult result;
     DurabilityWait durability(stats);
     std::optional<Cache::Slot> slot(cache_.lock(request.key));
@@ -354,11 +373,12 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
 
     if (!item && request.vivify_exptime) {
         // Allocation may evict from any shard, so it happens without our lock.
-        slot.reset();
-        ItemRef stub = cache_.allocate(request.key, 0, 0, expiry(*request.vivify_exptime));
-        slot.emplace(cache_.lock(request.key));
-        item = slot->find(now);
-        if (!item && stub) {
+        auto vivified = rebuild_unlocked(
+            cache_, slot, request.key,
+            [&] { return cache_.allocate(request.key, 0, 0, expiry(*request.vivify_exptime)); },
+            [&](Cache::Slot& locked) { return (item = locked.find(now)) == nullptr; }, config_.unlocked_hook);
+        if (vivified.current && vivified.built) {
+            ItemRef& stub = vivified.built;
             stub->cas = next_cas();
             stub->last_access = static_cast<uint32_t>(now);
             if (request.key_binary) stub->state |= kItemKeyBinary;
@@ -424,7 +444,7 @@ FetchResult Engine::inspect(std::string_view key) {
     FetchResult result;
     OpStats unused;
     std::optional<Cache::Slot> slot(cache_.lock(key));
-    Item* item = lookup(slot, key, unix_now(), unused);
+    Item* item = lookup(slot, key, now_seconds(), unused);
     if (!item) return result;
     result.was_fetched = item->has(kItemFetched);
     result.last_access = item->last_access;
@@ -454,7 +474,7 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
     if (drop_old_on_failure) {
         DurabilityWait durability(stats);
         auto slot = cache_.lock(key);
-        slot.unlink(slot.find(unix_now()));
+        slot.unlink(slot.find(now_seconds()));
         durability.add(persist_removal(key));
         if (replicating()) publish_removal(key, {next_cas(), own_tag_}, durability);
     }
@@ -472,7 +492,7 @@ ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32
 
 StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item, OpStats& stats) {
     stats.cmd_set.add();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     std::string_view key = item->key();
     if (request.key_binary) item->state |= kItemKeyBinary;
     item->last_access = static_cast<uint32_t>(now);
@@ -483,7 +503,7 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                     (request.mode == StoreMode::kSet || request.mode == StoreMode::kReplace);
 
     DurabilityWait durability(stats);
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
         std::optional<Cache::Slot> slot(cache_.lock(key));
         // A plain set does not depend on the old version: no need to load it.
         bool plain_set = request.mode == StoreMode::kSet && !cas_mode;
@@ -529,23 +549,29 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                     return {StoreStatus::kExists};
                 }
                 // Build old+new (or new+old) without holding the lock, then
-                // come back and link it if the old item is still current.
-                ItemRef current = slot->share(old);
-                slot.reset();
-                std::string joined;
-                joined.reserve(current->value_length + item->value_length);
-                if (request.mode == StoreMode::kAppend) {
-                    joined.append(current->value()).append(item->value());
-                } else {
-                    joined.append(item->value()).append(current->value());
-                }
-                ItemRef combined = copy_item(*current, joined, current->exptime);
-                if (!combined) {
+                // come back and link it if the old item is still current;
+                // else start again from the new one (its CAS is checked again).
+                uint32_t exptime = old->exptime;  // read under the lock: a touch changes it in place
+                auto rebuilt = rebuild_if_current(
+                    cache_, slot, key, now, old,
+                    [&](const Item& current) {
+                        std::string joined;
+                        joined.reserve(current.value_length + item->value_length);
+                        if (request.mode == StoreMode::kAppend) {
+                            joined.append(current.value()).append(item->value());
+                        } else {
+                            joined.append(item->value()).append(current.value());
+                        }
+                        return copy_item(current, joined, exptime);
+                    },
+                    [this](const Item& source) { return unchanged_beyond_ram(source); },
+                    config_.unlocked_hook);
+                if (!rebuilt.built) {
                     stats.store_no_memory.add();
                     return {StoreStatus::kNotStored};
                 }
-                slot.emplace(cache_.lock(key));
-                if (slot->find(now) != current.get() && attempt < 8) continue;
+                if (!rebuilt.current) continue;
+                ItemRef& combined = rebuilt.built;
                 combined->cas = request.explicit_cas.value_or(next_cas());
                 combined->last_access = static_cast<uint32_t>(now);
                 StoreResult result{StoreStatus::kStored, combined->cas};
@@ -568,9 +594,9 @@ void Engine::discard_store(ItemRef item, OpStats& stats) {
 
 DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& stats, uint64_t* new_cas) {
     apply_due_flush();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     DurabilityWait durability(stats);
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
         Item* item = lookup(slot, request.key, now, stats);
         if (!item) {
@@ -583,17 +609,26 @@ DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& 
         }
         if (request.empty_value && item->value_length > 0) {
             // Swap in an empty copy (made without the lock), then mark it as below.
-            ItemRef current = slot->share(item);
-            slot.reset();
-            ItemRef emptied = copy_item(*current, {}, current->exptime);
-            if (!emptied) return DeleteStatus::kNotFound;
-            emptied->cas = current->cas;
-            emptied->state |= current->state & (kItemStale | kItemTokenSent | kItemFetched);
-            emptied->last_access = current->last_access;
-            slot.emplace(cache_.lock(request.key));
-            if (slot->find(now) != current.get() && attempt < 8) continue;
-            item = emptied.get();
-            slot->link(std::move(emptied));
+            uint8_t kept_state = item->state & (kItemStale | kItemTokenSent | kItemFetched);
+            uint32_t last_access = item->last_access;
+            uint32_t exptime = item->exptime;
+            uint64_t cas = item->cas;
+            auto emptied = rebuild_if_current(
+                cache_, slot, request.key, now, item,
+                [&](const Item& current) {
+                    ItemRef copy = copy_item(current, {}, exptime);
+                    if (copy) {
+                        copy->cas = cas;
+                        copy->state |= kept_state;
+                        copy->last_access = last_access;
+                    }
+                    return copy;
+                },
+                [this](const Item& source) { return unchanged_beyond_ram(source); }, config_.unlocked_hook);
+            if (!emptied.built) return DeleteStatus::kNotFound;
+            if (!emptied.current) continue;
+            item = emptied.built.get();
+            slot->link(std::move(emptied.built));
             if (overflow()) persist_removal(request.key);  // the old disk copy is stale
         }
         if (request.invalidate || request.empty_value) {
@@ -619,12 +654,12 @@ DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& 
 
 ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& request, OpStats& stats) {
     apply_due_flush();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     StatCounter& hits = request.increment ? stats.incr_hits : stats.decr_hits;
     StatCounter& misses = request.increment ? stats.incr_misses : stats.decr_misses;
 
     DurabilityWait durability(stats);
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
         std::optional<Cache::Slot> slot(cache_.lock(request.key));
         Item* item = lookup(slot, request.key, now, stats);
         if (!item) {
@@ -632,17 +667,19 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
                 misses.add();
                 return {ArithmeticStatus::kNotFound};
             }
-            slot.reset();
             std::string digits = std::to_string(request.initial);
-            ItemRef created = cache_.allocate(request.key, digits.size(), 0, expiry(*request.vivify_exptime));
-            if (!created) return {ArithmeticStatus::kNoMemory};
-            std::memcpy(created->value_data(), digits.data(), digits.size());
+            auto vivified = rebuild_unlocked(
+                cache_, slot, request.key,
+                [&] {
+                    ItemRef made = cache_.allocate(request.key, digits.size(), 0, expiry(*request.vivify_exptime));
+                    if (made) std::memcpy(made->value_data(), digits.data(), digits.size());
+                    return made;
+                },
+                [&](Cache::Slot& locked) { return locked.find(now) == nullptr; }, config_.unlocked_hook);
+            if (!vivified.built) return {ArithmeticStatus::kNoMemory};
+            if (!vivified.current) continue;  // created meanwhile: count on it instead
+            ItemRef& created = vivified.built;
             if (request.key_binary) created->state |= kItemKeyBinary;
-            slot.emplace(cache_.lock(request.key));
-            if (slot->find(now)) {
-                if (attempt < 8) continue;
-                return {ArithmeticStatus::kNotStored};
-            }
             created->cas = request.explicit_cas.value_or(next_cas());
             created->last_access = static_cast<uint32_t>(now);
             ArithmeticResult result{ArithmeticStatus::kOk, request.initial, true};
@@ -669,21 +706,24 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
         // the old length; we make a new item but keep that visible result.
         if (digits.size() < item->value_length) digits.resize(item->value_length, ' ');
 
-        ItemRef current = slot->share(item);
-        slot.reset();
-        uint32_t exptime = request.touch_exptime ? expiry(*request.touch_exptime) : current->exptime;
-        ItemRef updated = copy_item(*current, digits, exptime);
-        if (!updated) return {ArithmeticStatus::kNoMemory};
-        slot.emplace(cache_.lock(request.key));
-        if (slot->find(now) != current.get() && attempt < 8) continue;
+        uint32_t previous_exptime = item->exptime;
+        uint8_t fetched = item->state & kItemFetched;
+        uint32_t exptime = request.touch_exptime ? expiry(*request.touch_exptime) : previous_exptime;
+        auto rebuilt = rebuild_if_current(
+            cache_, slot, request.key, now, item,
+            [&](const Item& current) { return copy_item(current, digits, exptime); },
+            [this](const Item& source) { return unchanged_beyond_ram(source); }, config_.unlocked_hook);
+        if (!rebuilt.built) return {ArithmeticStatus::kNoMemory};
+        if (!rebuilt.current) continue;  // changed meanwhile: count from the new value
+        ItemRef& updated = rebuilt.built;
         hits.add();
         updated->cas = request.explicit_cas.value_or(next_cas());
         updated->last_access = static_cast<uint32_t>(now);
-        updated->state |= current->state & kItemFetched;
+        updated->state |= fetched;
         ArithmeticResult result{ArithmeticStatus::kOk, value, false};
         result.cas = updated->cas;
         result.exptime = updated->exptime;
-        result.previous_exptime = current->exptime;
+        result.previous_exptime = previous_exptime;
         if (!link_new_version(*slot, std::move(updated), durability)) return {ArithmeticStatus::kStorageError};
         return result;
     }
@@ -691,7 +731,7 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
 
 TouchStatus Engine::touch_unreplicated(std::string_view key, int64_t exptime, OpStats& stats) {
     apply_due_flush();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     stats.cmd_touch.add();
     DurabilityWait durability(stats);
     std::optional<Cache::Slot> slot(cache_.lock(key));
@@ -721,10 +761,10 @@ void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
         if (delay <= 0) {
             pending_flush_at_.store(0, std::memory_order_release);
             flush.version = next_cas();
-            flush_older_than(flush.version);
+            flush_items(flush.version);
             if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
         } else {
-            int64_t now = unix_now();
+            int64_t now = now_seconds();
             flush.flush_at = delay > kMaxRelativeExptime ? delay : now + delay;
             flush.version = version_at(flush.flush_at);
             pending_flush_at_.store(flush.flush_at, std::memory_order_release);
@@ -736,15 +776,11 @@ void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
     }
     if (delay <= 0) {
         pending_flush_at_.store(0, std::memory_order_release);
-        cache_.clear();
-        if (durable()) {
-            backend_->wait_durable(backend_->remove_all());
-            backend_->put_meta(kPendingFlushMeta, "0");
-        }
-        if (overflow()) backend_->remove_all();
+        flush_items(std::nullopt);
+        if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
         return;
     }
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     int64_t when = delay > kMaxRelativeExptime ? delay : now + delay;
     pending_flush_at_.store(when, std::memory_order_release);
     // A delayed flush survives a restart: the store keeps when it is due.
@@ -753,7 +789,7 @@ void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
 
 void Engine::run_maintenance() {
     apply_due_flush();
-    cache_.sweep_expired(unix_now(), 64);
+    cache_.sweep_expired(now_seconds(), 64);
 }
 
 }  // namespace memkeep::engine
@@ -830,25 +866,51 @@ FlushStatus Engine::flush_all(int64_t delay, OpStats& stats) {
     return await_replication(stats) ? FlushStatus::kOk : FlushStatus::kNotReplicated;
 }
 
-void Engine::flush_older_than(uint64_t version) {
-    // Called with flush_mutex_ held.
-    if (version > flush_floor_.load()) flush_floor_.store(version);
-    cache_.clear_older_than(version);
-    tombstones_.forget_older_than(version);
-    if (durable()) {
-        // The store drops everything; what RAM kept (written after the
-        // flush, on another node) is written back. An item written after
-        // the flush that only the store held is lost: a flush racing with
-        // writes on another node is not exact in the durable mode.
-        backend_->wait_durable(backend_->remove_all());
-        cache_.for_each_item([this](Cache::ItemSnapshot&& kept) { persist(*kept.item); });
+void Engine::flush_items(std::optional<uint64_t> horizon) {
+    // Called with flush_mutex_ held. The order is what keeps a flushed item
+    // from coming back (docs/ARCHITECTURE.md, "Flush ordering"):
+    // 1. the epoch turns odd: from now on lookup links nothing it reads from
+    //    the store (it waits for the flush), and a record it read before is
+    //    not linked either (its epoch no longer matches);
+    // 2. RAM drops its items (below the horizon), shard by shard; with the
+    //    overflow tier this goes first, so that no eviction can write a
+    //    flushed item to disk after the disk is emptied;
+    // 3. the store (or disk tier) drops everything;
+    // 4. durable: what RAM holds now was written during the flush, or after
+    //    a replicated flush's horizon; it is written back, each item under
+    //    its key's lock and only while it is still the key's item, so the
+    //    store again holds all RAM holds and nothing older than that;
+    // 5. the epoch turns even again.
+    flush_epoch_.fetch_add(1);
+    if (horizon) {
+        if (*horizon > flush_floor_.load()) flush_floor_.store(*horizon);
+        cache_.clear_older_than(*horizon);
+        tombstones_.forget_older_than(*horizon);
+    } else {
+        cache_.clear();
     }
-    if (overflow()) backend_->remove_all();
+    if (durable() || overflow()) {
+        uint64_t ticket = backend_->remove_all();
+        if (durable()) backend_->wait_durable(ticket);
+    }
+    if (durable()) {
+        // An item written after the flush (on another node) that only the
+        // store held is lost: a replicated flush racing with writes is not
+        // exact in the durable mode.
+        int64_t now = now_seconds();
+        uint64_t ticket = 0;
+        cache_.for_each_item([&](Cache::ItemSnapshot&& kept) {
+            Cache::Slot slot = cache_.lock(kept.item->key());
+            if (slot.find(now) == kept.item.get()) ticket = std::max(ticket, persist(*kept.item));
+        });
+        if (ticket != 0) backend_->wait_durable(ticket);
+    }
+    flush_epoch_.fetch_add(1);
 }
 
 ApplyOutcome Engine::apply_flush(const Mutation& mutation) {
     std::lock_guard<std::mutex> guard(flush_mutex_);
-    if (mutation.flush_at > 0 && mutation.flush_at > unix_now()) {
+    if (mutation.flush_at > 0 && mutation.flush_at > now_seconds()) {
         if (pending_flush_at_.load() == mutation.flush_at) return ApplyOutcome::kDuplicate;
         pending_flush_at_.store(mutation.flush_at, std::memory_order_release);
         if (durable()) backend_->put_meta(kPendingFlushMeta, std::to_string(mutation.flush_at));
@@ -857,7 +919,7 @@ ApplyOutcome Engine::apply_flush(const Mutation& mutation) {
         if (pending_flush_at_.load() != 0 && pending_flush_at_.load() <= mutation.flush_at) {
             pending_flush_at_.store(0, std::memory_order_release);
         }
-        flush_older_than(mutation.version);
+        flush_items(mutation.version);
     }
     sink_->publish(mutation);
     return ApplyOutcome::kApplied;
@@ -867,7 +929,7 @@ ApplyOutcome Engine::apply(const Mutation& mutation, OpStats& stats) {
     clock_.observe(mutation.version);
     if (mutation.kind == MutationKind::kFlush) return apply_flush(mutation);
     apply_due_flush();
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     Stamp incoming = mutation.stamp();
     DurabilityWait durability(stats);
 
@@ -899,6 +961,9 @@ ApplyOutcome Engine::apply(const Mutation& mutation, OpStats& stats) {
 
     std::optional<Cache::Slot> slot(cache_.lock(mutation.key));
     Item* current = lookup(slot, mutation.key, now, stats);
+    // Checked again under the key's lock: a flush that raised the floor since
+    // clears this shard only after we link, so an older write cannot slip in.
+    if (mutation.version < flush_floor_.load()) return ApplyOutcome::kConflict;
     if (current) {
         Stamp have{current->cas, current->origin_tag};
         if (have == incoming) return ApplyOutcome::kDuplicate;
@@ -912,7 +977,7 @@ ApplyOutcome Engine::apply(const Mutation& mutation, OpStats& stats) {
 }
 
 void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
-    int64_t now = unix_now();
+    int64_t now = now_seconds();
     Mutation flush;
     flush.kind = MutationKind::kFlush;
     if (uint64_t floor = flush_floor_.load()) {
@@ -958,11 +1023,8 @@ void Engine::clear_all() {
     tombstones_.clear();
     flush_floor_.store(0);
     pending_flush_at_.store(0);
-    if (durable()) {
-        backend_->wait_durable(backend_->remove_all());
-        backend_->put_meta(kPendingFlushMeta, "0");
-    }
-    if (overflow()) backend_->remove_all();
+    flush_items(std::nullopt);
+    if (durable()) backend_->put_meta(kPendingFlushMeta, "0");
 }
 
 }  // namespace memkeep::engine

@@ -45,6 +45,12 @@ struct EngineConfig {
     bool evictions_enabled = true;     // -M turns this off
     bool cas_enabled = true;           // -C turns this off
     StorageMode storage_mode = StorageMode::kMemory;
+    // The time of day for expiry and delayed flushes (tests pass a fake).
+    UnixClock unix_clock = &unix_now;
+    // Tests only: called whenever a command has let go of its key's lock in
+    // the middle (a rebuild, src/engine/rebuild_if_current.h, or a wait for a
+    // running flush), so a test can make another thread's write win the race.
+    std::function<void(std::string_view key)> unlocked_hook;
 };
 
 // Why a write was refused before or after it was applied (replication).
@@ -275,8 +281,11 @@ private:
     // After a client write: --repl-sync waits here (no lock held). False when
     // too few nodes acknowledged in time.
     bool await_replication(OpStats& stats);
-    // Removes every item older than `version` (a replicated flush_all).
-    void flush_older_than(uint64_t version);
+    // The one flush (local, delayed, replicated, a replica's clear_all):
+    // removes every item, or with a horizon (a replicated flush_all) every
+    // item older than it, from RAM and the store, in the order that keeps
+    // readers from bringing a flushed item back. Called with flush_mutex_ held.
+    void flush_items(std::optional<uint64_t> horizon);
     static uint64_t version_at(int64_t unix_seconds) { return static_cast<uint64_t>(unix_seconds) * 1000 << 16; }
     // The operations as they were before replication wrapped them.
     FetchResult fetch_unreplicated(const FetchRequest& request, OpStats& stats);
@@ -291,6 +300,13 @@ private:
     // `already_read`: the store's record for the key, read under this slot lock.
     Item* lookup(std::optional<Cache::Slot>& slot, std::string_view key, int64_t now, OpStats& stats,
                  const storage::Record* already_read = nullptr);
+    // For a rebuild whose source item left RAM meanwhile (src/engine/
+    // rebuild_if_current.h): true when the store or disk tier still holds
+    // that very version, so what was built from it is not stale.
+    bool unchanged_beyond_ram(const Item& source);
+    // A flush is running: lets go of `slot`, waits until the flush is over
+    // and locks the key again.
+    void wait_for_flush(std::optional<Cache::Slot>& slot, std::string_view key);
     // Write-through of the item's current version / of the key's removal;
     // called with the key's slot locked, so the store sees a key's versions in
     // the order the cache does. Return a durability ticket (0: nothing written).
@@ -318,7 +334,8 @@ private:
     bool durable() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kDurable; }
     bool overflow() const { return backend_ != nullptr && config_.storage_mode == StorageMode::kOverflow; }
     Cache::Options cache_options() const;
-    uint32_t expiry(int64_t exptime) const { return absolute_expiry(exptime, unix_now()); }
+    uint32_t expiry(int64_t exptime) const { return absolute_expiry(exptime, now_seconds()); }
+    int64_t now_seconds() const { return config_.unix_clock(); }
     void apply_due_flush();
     ItemRef copy_item(const Item& source, std::string_view new_value, uint32_t exptime);
 
@@ -337,6 +354,9 @@ private:
     static constexpr size_t kRecentDiskReads = 1 << 12;
     std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
     std::mutex flush_mutex_;
+    // Odd while a flush runs (see flush_items): a record read from the store
+    // is linked into RAM only under the same even epoch it was read in.
+    std::atomic<uint64_t> flush_epoch_{0};
     std::atomic<int64_t> pending_flush_at_{0};   // 0 = none
 
     ReplicationSink* sink_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include "storage/backend.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -75,8 +76,18 @@ constexpr const char* kClockMeta = "clock";
 constexpr const char* kPendingFlushMeta = "pending_flush_at";
 }  // namespace
 
+size_t Engine::transient_limit() const {
+    if (!overflow()) return 0;
+    // An eighth of -m, but room for two of the largest items, never more than
+    // half of -m, and always room for one (a read that could never fit would
+    // wait forever).
+    size_t largest = item_footprint(kMaxKeyLength, config_.max_item_size);
+    size_t limit = std::min(std::max(config_.memory_limit / 8, 2 * largest), config_.memory_limit / 2);
+    return std::min(std::max(limit, largest), config_.memory_limit);
+}
+
 Cache::Options Engine::cache_options() const {
-    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}};
+    Cache::Options options{config_.memory_limit - transient_limit(), config_.evictions_enabled, {}};
     if (overflow()) {
         // Evicted items go to the disk tier instead of being lost.
         options.on_evict = [backend = backend_](const Item& item) {
@@ -124,7 +135,7 @@ bool Engine::read_twice_recently(std::string_view key) {
 
 ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& record) {
     size_t footprint = item_footprint(key.size(), record.value.size());
-    transient_budget_.try_take(footprint);  // unbounded: replies in flight only
+    if (!transient_budget_.try_take(footprint)) return {};
     Item* item = allocate_item(key, record.value.size(), record.client_flags, record.exptime);
     if (!item) {
         transient_budget_.give_back(footprint);
@@ -250,7 +261,8 @@ Item* Engine::lookup(std::optional<Cache::Slot>& slot, std::string_view key, int
 
 void Engine::set_memory_limit(size_t bytes) {
     config_.memory_limit = bytes;
-    cache_.set_memory_limit(bytes);
+    transient_budget_.set_limit(transient_limit());
+    cache_.set_memory_limit(bytes - transient_limit());
 }
 
 uint64_t Engine::next_cas() { return config_.cas_enabled ? clock_.next() : 0; }
@@ -305,11 +317,16 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
                 return;
             }
             result.item = transient_item(request.key, record);
+            if (!result.item) {
+                result.wait_for_memory = true;
+                return;
+            }
             result.cas = record.cas;
             result.exptime = result.previous_exptime = record.exptime;
             served = true;
         };
         backend_->read(request.key, serve);
+        if (result.wait_for_memory) return result;
         if (served) {
             stats.cmd_get.add();
             stats.get_hits.add();

@@ -38,6 +38,7 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
     size_t position = 0;
     size_t handled = 0;
     stopped_at_limit_ = false;
+    waiting_for_memory_ = false;
     while (!close_requested_) {
         std::string_view rest = input.substr(position);
         if (state_ == State::kSwallow) {
@@ -73,6 +74,12 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
         position += request.consumed;
         ++handled;
         dispatch(request, out);
+        if (waiting_for_memory_) {
+            // Left in the input, to be run again once replies are written.
+            position -= request.consumed;
+            stopped_at_limit_ = true;
+            break;
+        }
     }
     return position;
 }
@@ -176,6 +183,10 @@ void BinaryHandler::get(const Request& request, Output& out) {
     fetch.key = request.key;
     if (touching) fetch.touch_exptime = int64_t{read_u32(request.extras.data())};
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+    if (found.wait_for_memory) {
+        waiting_for_memory_ = true;
+        return;
+    }
     if (found.refusal != engine::Refusal::kNone) return refused(out, found.refusal);
     if (!found.item) {
         if (current_.quiet) return;

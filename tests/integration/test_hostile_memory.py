@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import TARGET
-from hostile import assert_alive_and_correct, assert_rss_within, rss_mib
+from hostile import SANITIZED, assert_alive_and_correct, assert_rss_within, rss_mib
 from test_binary import SASL_AUTH, request
 
 KIB = 1024
@@ -188,7 +188,8 @@ def test_never_reading_multigets_of_disk_items_stay_inside_the_budget(server_fac
         assert_rss_within(server, memory_mib)
         # Each slow reader holds about its output limit plus a value; all of
         # them together no more than the transient budget (-m / 8 here).
-        assert grown < memory_mib / 8 + attackers * 4, f"RSS grew {grown:.0f} MiB"
+        # (RSS means nothing under the sanitizers: hostile.assert_rss_within.)
+        assert SANITIZED or grown < memory_mib / 8 + attackers * 4, f"RSS grew {grown:.0f} MiB"
         # The attackers are served in full once they read.
         got = read_multiget_reply(sockets[0], size, timeout=60)
         assert sorted(got) == sorted(keys)
@@ -352,7 +353,7 @@ def test_unauthenticated_ascii_auth_connections_hold_a_few_kb(auth_file, server_
         grown = rss_mib(server.pid) - before
         assert_rss_within(server, memory_mib)
         # 120 connections: a few KB of replies and a 16 KB input buffer each.
-        assert grown < 32, f"RSS grew {grown:.0f} MiB"
+        assert SANITIZED or grown < 32, f"RSS grew {grown:.0f} MiB"
     finally:
         for s in sockets:
             s.close()

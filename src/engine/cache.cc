@@ -40,7 +40,7 @@ struct alignas(64) Cache::Shard {
     Item* lru_tail = nullptr;  // least recently used
     size_t sweep_cursor = 0;
     Counter current_items, total_items, linked_bytes, evictions, evicted_unfetched, reclaimed,
-        expired_unfetched;
+        expired_unfetched, skipped_referenced;
 
     Item** bucket_for(uint64_t hash) { return &buckets[hash & (buckets.size() - 1)]; }
 
@@ -225,6 +225,17 @@ bool Cache::evict_one(Shard& shard, int64_t now) {
     Item* item = shard.lru_tail;
     for (int looked = 0; item && looked < kTailSearchDepth; ++looked) {
         Item* towards_head = item->lru_prev;
+        // An item a reply still references (refcount above the table's own
+        // reference) is skipped, as memcached skips refcount > 1 at its tails:
+        // unlinking it would free nothing until the reply is written, so
+        // evicting it only empties the cache. It stays linked and counted in
+        // the budget. New references are only taken under the shard lock we
+        // hold (or from an existing one), so a refcount of 1 stays 1 here.
+        if (item->refcount.load(std::memory_order_relaxed) > 1) {
+            shard.skipped_referenced.add(1);
+            item = towards_head;
+            continue;
+        }
         if (is_expired(item->exptime, now)) {
             shard.count_expired(item);
             shard.unlink_item(item, budget_);
@@ -322,6 +333,7 @@ CacheCounters Cache::counters() const {
         total.evicted_unfetched += shard->evicted_unfetched.get();
         total.reclaimed += shard->reclaimed.get();
         total.expired_unfetched += shard->expired_unfetched.get();
+        total.eviction_skipped_referenced += shard->skipped_referenced.get();
     }
     return total;
 }
@@ -334,6 +346,7 @@ void Cache::reset_counters() {
         shard->evicted_unfetched.reset();
         shard->reclaimed.reset();
         shard->expired_unfetched.reset();
+        shard->skipped_referenced.reset();
     }
 }
 

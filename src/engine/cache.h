@@ -7,6 +7,11 @@
 // allocation does not fit, items are evicted from the LRU tails of the shards
 // in turn (round robin), which approximates one global LRU.
 //
+// Eviction passes over items that unsent replies still reference (their
+// memory only returns once the reply is written), so a client that does not
+// read cannot make a writer empty the cache; the search is bounded (a few
+// dozen tail items per shard), and when it finds nothing the allocation fails.
+//
 // LRU bumps are cheap: a read only sets the item's "active" bit. When an
 // active item reaches the tail it gets a second chance (moved to the head, bit
 // cleared) instead of being evicted, so a read never moves list pointers.
@@ -35,6 +40,9 @@ struct CacheCounters {
     uint64_t evicted_unfetched = 0;
     uint64_t reclaimed = 0;           // expired items whose memory was reused or freed
     uint64_t expired_unfetched = 0;
+    // LRU tail items passed over by eviction because an unsent reply still
+    // references them (their memory would not come back until it is written).
+    uint64_t eviction_skipped_referenced = 0;
 };
 
 class Cache {

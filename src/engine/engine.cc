@@ -3,6 +3,7 @@
 #include "engine/rebuild_if_current.h"
 #include "storage/backend.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -88,8 +89,18 @@ constexpr const char* kClockMeta = "clock";
 constexpr const char* kPendingFlushMeta = "pending_flush_at";
 }  // namespace
 
+size_t Engine::transient_limit() const {
+    if (!overflow()) return 0;
+    // An eighth of -m, but room for two of the largest items, never more than
+    // half of -m, and always room for one (a read that could never fit would
+    // wait forever).
+    size_t largest = item_footprint(kMaxKeyLength, config_.max_item_size);
+    size_t limit = std::min(std::max(config_.memory_limit / 8, 2 * largest), config_.memory_limit / 2);
+    return std::min(std::max(limit, largest), config_.memory_limit);
+}
+
 Cache::Options Engine::cache_options() const {
-    Cache::Options options{config_.memory_limit, config_.evictions_enabled, {}, config_.unix_clock};
+    Cache::Options options{config_.memory_limit - transient_limit(), config_.evictions_enabled, {}, config_.unix_clock};
     if (overflow()) {
         // Evicted items go to the disk tier instead of being lost.
         options.on_evict = [backend = backend_](const Item& item) {
@@ -143,7 +154,7 @@ bool Engine::read_twice_recently(std::string_view key) {
 
 ItemRef Engine::transient_item(std::string_view key, const storage::RecordView& record) {
     size_t footprint = item_footprint(key.size(), record.value.size());
-    transient_budget_.try_take(footprint);  // unbounded: replies in flight only
+    if (!transient_budget_.try_take(footprint)) return {};
     Item* item = allocate_item(key, record.value.size(), record.client_flags, record.exptime);
     if (!item) {
         transient_budget_.give_back(footprint);
@@ -304,7 +315,8 @@ void Engine::wait_for_flush(std::optional<Cache::Slot>& slot, std::string_view k
 
 void Engine::set_memory_limit(size_t bytes) {
     config_.memory_limit = bytes;
-    cache_.set_memory_limit(bytes);
+    transient_budget_.set_limit(transient_limit());
+    cache_.set_memory_limit(bytes - transient_limit());
 }
 
 uint64_t Engine::next_cas() { return config_.cas_enabled ? clock_.next() : 0; }
@@ -353,6 +365,10 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
                 return;
             }
             result.item = transient_item(request.key, record);
+            if (!result.item) {
+                result.wait_for_memory = true;
+                return;
+            }
             result.cas = record.cas;
             result.exptime = result.previous_exptime = record.exptime;
             result.stale = (record.item_state & kItemStale) != 0;
@@ -360,6 +376,7 @@ FetchResult Engine::fetch_unreplicated(const FetchRequest& request, OpStats& sta
             served = true;
         };
         backend_->read(request.key, serve);
+        if (result.wait_for_memory) return result;
         if (served) {
             stats.cmd_get.add();
             stats.get_hits.add();

@@ -86,6 +86,10 @@ struct FetchResult {
     bool was_fetched = false;      // fetched before this command (h)
     uint32_t last_access = 0;      // before this command (l)
     Refusal refusal = Refusal::kNone;  // a touch or vivify refused (the item is then empty)
+    // Overflow: the item is on disk but the transient budget (the replies in
+    // flight that hold disk reads) is spent. Nothing was done or counted: the
+    // connection should ask again once replies have been written.
+    bool wait_for_memory = false;
 };
 
 // ---- Storage: set, add, replace, append, prepend, cas, ms ----------------------
@@ -343,9 +347,11 @@ private:
     storage::Backend* backend_;
     Cache cache_;
     VersionClock clock_;
-    // Items served from disk without entering the cache are not counted
-    // against -m: they live only until their reply is written.
-    MemoryBudget transient_budget_{SIZE_MAX};
+    // Overflow: the part of -m that items served from disk without entering
+    // the cache (transient items, alive until their reply is written) may
+    // use; the cache gets the rest of -m. 0 in the other modes.
+    size_t transient_limit() const;
+    MemoryBudget transient_budget_{transient_limit()};
     // The window of read_twice_recently: a key read from disk again before
     // about this many other disk reads displaced it is brought back. Measured
     // with bench/overflow.py (Zipf 0.99, 10x RAM): 4096 recaches fewer, hotter

@@ -70,6 +70,10 @@ public:
     // True when complete requests may be waiting in the input buffer (or,
     // with TLS, decrypted bytes epoll cannot see).
     bool has_pending_input() const { return yielded_ || (tls_ && tls_->has_unread_records()); }
+    // True when a request waits for memory that other connections' unsent
+    // replies hold (overflow disk reads), with no output of its own to
+    // write: the worker retries it after a short sleep instead of at once.
+    bool waiting_for_memory() const { return yielded_ && handler_ && handler_->waiting_for_memory() && output_.empty(); }
 
     // Writes what can be written without waiting for at most `budget_ms`
     // (used at shutdown to finish replies in flight).

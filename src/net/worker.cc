@@ -15,6 +15,9 @@ constexpr int kMaxEvents = 256;
 constexpr int kShutdownDrainMs = 10000;
 // Datagrams one UDP socket may answer per loop turn before connections get theirs.
 constexpr size_t kUdpDatagramsPerEvent = 64;
+// How often a connection waiting for transient memory tries again; other
+// connections writing their replies is what frees it, so no event says when.
+constexpr int kMemoryRetryMs = 1;
 }  // namespace
 
 Worker::Worker(engine::Engine& engine, protocol::ServerServices& services, Connection::Limits limits,
@@ -134,6 +137,7 @@ void Worker::settle(Entry& entry, Connection::Status status) {
     if (entry.connection->has_pending_input() && !entry.connection->blocked_on_output() &&
         !entry.in_ready_list) {
         entry.in_ready_list = true;
+        if (entry.connection->waiting_for_memory()) return memory_waiters_.push_back(fd);
         ready_.push_back(fd);
         conn_yields_.add();
     }
@@ -155,7 +159,7 @@ void Worker::release_durable_replies() {
 }
 
 int Worker::wait_for_events(epoll_event* events) {
-    int timeout = ready_.empty() ? 1000 : 0;
+    int timeout = !ready_.empty() ? 0 : !memory_waiters_.empty() ? kMemoryRetryMs : 1000;
     if (timeout != 0 && engine_.replication_pending(op_stats_)) {
         // Writes not yet handed to replication (the last hand-over was less
         // than the gathering interval ago): sleep at most until it is due,
@@ -201,6 +205,8 @@ void Worker::run() {
         // Serve connections that yielded, once each, after everyone else had a turn.
         std::vector<int> yielded;
         yielded.swap(ready_);
+        yielded.insert(yielded.end(), memory_waiters_.begin(), memory_waiters_.end());
+        memory_waiters_.clear();
         for (int fd : yielded) {
             auto it = connections_.find(fd);
             if (it == connections_.end()) continue;

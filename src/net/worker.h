@@ -87,6 +87,9 @@ private:
 
     std::unordered_map<int, Entry> connections_;
     std::vector<int> ready_;   // connections that yielded with requests left
+    // Connections whose next request waits for transient memory (see
+    // Connection::waiting_for_memory): retried every kMemoryRetryMs.
+    std::vector<int> memory_waiters_;
     std::vector<std::unique_ptr<UdpEndpoint>> udp_;
     std::vector<int> awaiting_durability_;  // replies held until their writes are durable
     engine::OpStats op_stats_;

@@ -1,5 +1,6 @@
 #include "protocol/ascii_auth.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -16,6 +17,10 @@ namespace {
 constexpr size_t kMaxUnauthenticatedLine = 2048;
 // An auth payload is "<user> <password>"; anything longer is not one.
 constexpr size_t kMaxPayload = 4096;
+// Replies an unauthenticated connection may leave unread before we stop
+// reading from it (the connection's usual limit is 1 MB): a client that has
+// not authenticated can make us hold only a few KB.
+constexpr size_t kMaxUnauthenticatedOutput = 4096;
 
 // Splits on single spaces, skipping empty tokens, as memcached's tokenizer.
 std::vector<std::string_view> split_spaces(std::string_view text) {
@@ -102,8 +107,9 @@ size_t AsciiAuthHandler::process(std::string_view input, Output& out, size_t max
     size_t position = 0;
     size_t handled = 0;
     stopped_at_limit_ = false;
+    waiting_for_memory_ = false;
     while (!authenticated_ && !close_requested_ && position < input.size()) {
-        if (handled >= max_requests || out.pending_bytes() >= output_limit) {
+        if (handled >= max_requests || out.pending_bytes() >= std::min(output_limit, kMaxUnauthenticatedOutput)) {
             stopped_at_limit_ = true;
             return position;
         }
@@ -115,6 +121,7 @@ size_t AsciiAuthHandler::process(std::string_view input, Output& out, size_t max
     if (authenticated_ && !close_requested_ && position < input.size()) {
         position += inner_->process(input.substr(position), out, max_requests - handled, output_limit);
         stopped_at_limit_ = inner_->stopped_at_limit();
+        waiting_for_memory_ = inner_->waiting_for_memory();
     }
     return position;
 }

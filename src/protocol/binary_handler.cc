@@ -38,6 +38,7 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
     size_t position = 0;
     size_t handled = 0;
     stopped_at_limit_ = false;
+    waiting_for_memory_ = false;
     while (!close_requested_) {
         std::string_view rest = input.substr(position);
         if (state_ == State::kSwallow) {
@@ -65,6 +66,7 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
             stopped_at_limit_ = true;
             break;
         }
+        if (sasl_ && !authenticated_ && refuse_oversized_before_auth(rest, out)) break;
         Request request;
         ParseStatus status = parse_request(rest, &request);
         if (status == ParseStatus::kIncomplete) break;
@@ -79,6 +81,12 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
         size_t start = out.position();
         dispatch(request, out);
         hold_if_written(out, ctx_.stats, ticket_before, start, held_reply_tag());
+        if (waiting_for_memory_) {
+            // Left in the input, to be run again once replies are written.
+            position -= request.consumed;
+            stopped_at_limit_ = true;
+            break;
+        }
     }
     return position;
 }
@@ -190,6 +198,10 @@ void BinaryHandler::get(const Request& request, Output& out) {
     fetch.key = request.key;
     if (touching) fetch.touch_exptime = int64_t{read_u32(request.extras.data())};
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+    if (found.wait_for_memory) {
+        waiting_for_memory_ = true;
+        return;
+    }
     if (found.refusal != engine::Refusal::kNone) return refused(out, found.refusal);
     // memcached 1.6.18 counts binary Touch as a get too (text touch is not counted).
     if (prefix_stats_) prefix_stats_->record_get(request.key, static_cast<bool>(found.item));
@@ -397,7 +409,38 @@ namespace memkeep::protocol {
 
 namespace {
 constexpr size_t kMaxSaslMechanismLength = 32;   // memcached's MAX_SASL_MECH_LEN
+// What a connection may make us hold before it has authenticated (-S): the
+// data of one SASL Auth/Step (PLAIN, SCRAM and typical GSSAPI tokens fit),
+// and a request's extras + key (a SASL mechanism name is at most 32 bytes, a
+// key 250). memcached reads SASL data into an item (inside -m, up to the
+// largest unchunked item); memkeep holds it outside -m, so it is small and
+// fixed, as Redis caps unauthenticated buffers (CVE-2021-32675).
+constexpr size_t kMaxUnauthenticatedSaslData = 8 * 1024;
+constexpr size_t kMaxUnauthenticatedKeyAndExtras = 256;
 }  // namespace
+
+bool BinaryHandler::refuse_oversized_before_auth(std::string_view input, Output& out) {
+    if (input.size() < kHeaderSize) return false;
+    Header h = decode_header(input);
+    if (h.magic != 0x80) return false;   // parse_request closes for a bad magic
+    bool sasl_opcode = h.opcode == kSaslListMechs || h.opcode == kSaslAuth || h.opcode == kSaslStep;
+    size_t key_and_extras = size_t{h.key_length} + h.extras_length;
+    uint64_t data = h.body_length > key_and_extras ? h.body_length - key_and_extras : 0;
+    Status status;
+    if (key_and_extras > kMaxUnauthenticatedKeyAndExtras) {
+        // Anything but SASL gets memcached's "Auth failure." before
+        // authentication; a SASL mechanism name this long is invalid.
+        status = sasl_opcode ? kInvalidArguments : kAuthError;
+    } else if (sasl_opcode && data > kMaxUnauthenticatedSaslData) {
+        status = kOutOfMemory;   // memcached's answer to SASL data it cannot hold
+    } else {
+        return false;
+    }
+    current_ = Current{h.opcode, h.opaque, h.cas, false};
+    error(out, status);
+    close_requested_ = true;
+    return true;
+}
 
 void BinaryHandler::sasl_request(const Request& request, Output& out) {
     if (!sasl_session_) sasl_session_ = sasl_->new_session();

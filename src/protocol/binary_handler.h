@@ -86,6 +86,11 @@ private:
     // A success response with no extras or key, unless the request is quiet.
     void success(Output& out, std::string_view body = {}, uint64_t cas = 0);
 
+    // -S, not yet authenticated: a request whose key or SASL data is larger
+    // than a few KB is answered with an error and the connection closed,
+    // before any of it is buffered. True when that happened.
+    bool refuse_oversized_before_auth(std::string_view input, Output& out);
+
     HandlerContext ctx_;
     State state_ = State::kHeader;
     Current current_;

@@ -40,6 +40,13 @@ public:
     // connection should come back to it after serving others.
     bool stopped_at_limit() const { return stopped_at_limit_; }
 
+    // True when the last process() call stopped at a read that needs memory
+    // for a reply in flight (an overflow disk read) while that budget was
+    // spent: the request is left unconsumed in the input (a multi-key get
+    // resumes at the key it stopped at), to be run again once replies have
+    // been written and their memory returned. Also set stopped_at_limit().
+    bool waiting_for_memory() const { return waiting_for_memory_; }
+
 protected:
     // Durable mode: after a request, holds its reply (from `start` to the
     // end of `out`) when the request wrote to the store, i.e. moved the
@@ -54,6 +61,7 @@ protected:
     }
 
     bool stopped_at_limit_ = false;
+    bool waiting_for_memory_ = false;
 };
 
 // Durable mode, once Engine::wait_durable has returned for the writes of the

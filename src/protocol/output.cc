@@ -33,7 +33,7 @@ void Output::append_signed(int64_t value) {
 
 void Output::append_item_bytes(engine::ItemRef item, std::string_view bytes) {
     if (bytes.empty()) return;
-    segments_.push_back({bytes.data(), 0, bytes.size()});
+    segments_.push_back({bytes.data(), held_items_.size(), bytes.size()});
     held_items_.push_back(std::move(item));
     pending_bytes_ += bytes.size();
 }
@@ -62,6 +62,7 @@ void Output::consume(size_t written) {
             return;
         }
         written -= left;
+        if (s.external) held_items_[s.offset].reset();  // sent: the item may go
         ++first_segment_;
         first_offset_ = 0;
     }

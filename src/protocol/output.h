@@ -4,7 +4,9 @@
 // Reply text (status lines, VALUE headers) is copied into an arena; item
 // values are not copied: the output keeps a reference to the item and points
 // the write at its memory. When the connection writes, all of it goes out in
-// one writev.
+// one writev. An item's reference is dropped as soon as its bytes are
+// written, not when the whole queue is: a reply that fills the socket holds
+// only the items still unsent, so eviction can reclaim the rest.
 
 #include <sys/uio.h>
 
@@ -77,7 +79,7 @@ public:
 private:
     struct Segment {
         const char* external;   // nullptr: bytes live in the arena at `offset`
-        size_t offset;
+        size_t offset;          // arena offset; for an external segment, its index in held_items_
         size_t length;
     };
 

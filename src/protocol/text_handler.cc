@@ -140,6 +140,8 @@ size_t TextHandler::process(std::string_view input, Output& out, size_t max_requ
     size_t position = 0;
     size_t handled = 0;
     stopped_at_limit_ = false;
+    waiting_for_memory_ = false;
+    output_limit_ = output_limit;
     while (position < input.size() && !close_requested_) {
         std::string_view rest = input.substr(position);
         if (state_ == State::kSwallow) {
@@ -177,6 +179,13 @@ size_t TextHandler::process(std::string_view input, Output& out, size_t max_requ
         size_t start = out.position();
         handle_line(line, out);
         hold_reply(out, ticket_before, start);
+        if (line_unfinished_) {
+            // Kept in the input: the next call parses it again and resumes.
+            line_unfinished_ = false;
+            position -= consumed;
+            stopped_at_limit_ = true;
+            break;
+        }
     }
     return position;
 }
@@ -292,7 +301,9 @@ void TextHandler::retrieve(Output& out) {
     const auto& tokens = request_.tokens;
     Output::Mark start = out.mark();
     uint64_t ticket_at_start = ctx_.stats.durability_ticket;
-    for (size_t i = request_.first_key; i < tokens.size(); ++i) {
+    size_t first = std::max(request_.first_key, resume_key_);
+    resume_key_ = 0;
+    for (size_t i = first; i < tokens.size(); ++i) {
         if (!valid_key(tokens[i])) {
             out.rewind(start);
             return out.append("CLIENT_ERROR bad command line format\r\n");
@@ -304,6 +315,7 @@ void TextHandler::retrieve(Output& out) {
         if (first_write_ticket_ == 0 && ctx_.stats.durability_ticket != ticket_at_start) {
             first_write_ticket_ = ctx_.stats.durability_ticket;
         }
+        if (found.wait_for_memory) return leave_line_unfinished(i, true);
         if (found.refusal != engine::Refusal::kNone) {
             out.rewind(start);
             out.append(refusal(found.refusal));
@@ -333,8 +345,17 @@ void TextHandler::retrieve(Output& out) {
         std::string_view value = item.value();
         out.append_item_bytes(std::move(found.item), value);
         out.append("\r\n");
+        if (out.pending_bytes() >= output_limit_ && i + 1 < tokens.size()) {
+            return leave_line_unfinished(i + 1, false);
+        }
     }
     out.append("END\r\n");
+}
+
+void TextHandler::leave_line_unfinished(size_t next, bool for_memory) {
+    resume_key_ = next;
+    line_unfinished_ = true;
+    waiting_for_memory_ = for_memory;
 }
 
 void TextHandler::begin_store(Output& out) {
@@ -469,6 +490,7 @@ void TextHandler::meta_get(Output& out) {
     fetch.meta_get = true;
     fetch.key_binary = meta_.key_binary;
     engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+    if (found.wait_for_memory) return leave_line_unfinished(0, true);
     if (found.refusal != engine::Refusal::kNone) {
         out.append(refusal(found.refusal));
         return out.append("\r\n");

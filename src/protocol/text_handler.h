@@ -94,6 +94,16 @@ private:
     PendingStore pending_;
     size_t swallow_left_ = 0;
     bool close_requested_ = false;
+    // A get that stopped before its last key (its output reached the
+    // connection's output limit, or a disk read found no memory) leaves its
+    // line in the input; the next process() parses it again and goes on
+    // from this key, so one get cannot make the connection hold more than
+    // about the output limit plus one value.
+    size_t resume_key_ = 0;
+    bool line_unfinished_ = false;
+    size_t output_limit_ = SIZE_MAX;
+    // Stops the current get line at key `next` (see resume_key_).
+    void leave_line_unfinished(size_t next, bool for_memory);
 };
 
 }  // namespace memkeep::protocol

@@ -169,6 +169,8 @@ void Server::item_stats(protocol::StatLines& out) {
     add_number(out, "items:1:evicted_unfetched", cache.evicted_unfetched);
     add_number(out, "items:1:expired_unfetched", cache.expired_unfetched);
     add_number(out, "items:1:reclaimed", cache.reclaimed);
+    // memcached's name: tail items eviction passed over because a reply held them.
+    add_number(out, "items:1:lrutail_reflocked", cache.eviction_skipped_referenced);
 }
 
 void Server::slab_stats(protocol::StatLines& out) {

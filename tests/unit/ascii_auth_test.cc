@@ -177,6 +177,26 @@ TEST_F(AsciiAuthHandlerTest, RequestLimitCountsGateLines) {
     EXPECT_EQ(drain(out), "CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR unauthenticated\r\n");
 }
 
+TEST_F(AsciiAuthHandlerTest, UnreadRefusalsStopAtAFewKilobytesBeforeAuthentication) {
+    // A client that has not authenticated and does not read its replies:
+    // the handler stops once about 4 KB of them wait (not at the
+    // connection's 1 MB output limit), so the connection stops reading.
+    Output out;
+    std::string input;
+    for (int i = 0; i < 10000; ++i) input += "get a\r\n";
+    size_t used = handler_->process(input, out, SIZE_MAX, 1 << 20);
+    EXPECT_TRUE(handler_->stopped_at_limit());
+    EXPECT_LT(used, input.size());
+    EXPECT_GE(out.pending_bytes(), 4096u);
+    EXPECT_LT(out.pending_bytes(), 4096u + 64);
+    // Once authenticated, the connection's own limit applies again.
+    Output more;
+    handler_->process("set x 0 0 12\r\nalice secret\r\n", more, SIZE_MAX, 1 << 20);
+    std::string gets;
+    for (int i = 0; i < 10000; ++i) gets += "get a\r\n";
+    EXPECT_EQ(handler_->process(gets, more, SIZE_MAX, 1 << 20), gets.size());
+}
+
 TEST(AsciiAuthHandler, NotUsedWithoutAuthFile) {
     engine::Engine engine{engine::EngineConfig{}};
     engine::OpStats stats;

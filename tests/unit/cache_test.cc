@@ -267,6 +267,56 @@ TEST(Cache, AllActiveTailStillEvicts) {
     EXPECT_EQ(cache.counters().evicted_unfetched, 0u);
 }
 
+TEST(Cache, EvictionSkipsItemsARepliesStillReferences) {
+    auto keys = same_shard_keys(4);
+    ASSERT_EQ(keys.size(), 4u);
+    Cache cache(options(3 * footprint()));
+    ASSERT_TRUE(put(cache, keys[0]));
+    ASSERT_TRUE(put(cache, keys[1]));
+    ASSERT_TRUE(put(cache, keys[2]));
+    // A reply holds the two oldest: the third is evicted instead.
+    ItemRef held0, held1;
+    {
+        auto slot = cache.lock(keys[0]);
+        held0 = slot.share(slot.find(unix_now()));
+    }
+    {
+        auto slot = cache.lock(keys[1]);
+        held1 = slot.share(slot.find(unix_now()));
+    }
+    ASSERT_TRUE(put(cache, keys[3]));
+    EXPECT_TRUE(present(cache, keys[0]));
+    EXPECT_TRUE(present(cache, keys[1]));
+    EXPECT_FALSE(present(cache, keys[2]));
+    EXPECT_TRUE(present(cache, keys[3]));
+    EXPECT_EQ(cache.counters().evictions, 1u);
+    EXPECT_EQ(cache.counters().eviction_skipped_referenced, 2u);
+    EXPECT_EQ(cache.budget().used(), 3 * footprint());
+}
+
+TEST(Cache, AllocationFailsWithoutEmptyingTheCacheWhenEveryItemIsReferenced) {
+    auto keys = same_shard_keys(3);
+    ASSERT_EQ(keys.size(), 3u);
+    Cache cache(options(2 * footprint()));
+    ASSERT_TRUE(put(cache, keys[0]));
+    ASSERT_TRUE(put(cache, keys[1]));
+    std::vector<ItemRef> held;
+    for (int i = 0; i < 2; ++i) {
+        auto slot = cache.lock(keys[i]);
+        held.push_back(slot.share(slot.find(unix_now())));
+    }
+    EXPECT_FALSE(cache.allocate(keys[2], kValueSize, 0, 0));
+    EXPECT_TRUE(present(cache, keys[0]));
+    EXPECT_TRUE(present(cache, keys[1]));
+    EXPECT_EQ(cache.counters().evictions, 0u);
+    EXPECT_EQ(cache.counters().current_items, 2u);
+    // Once the reply is written, its items can go.
+    held.clear();
+    ASSERT_TRUE(put(cache, keys[2]));
+    EXPECT_EQ(cache.counters().evictions, 1u);
+    EXPECT_EQ(cache.counters().current_items, 2u);
+}
+
 TEST(Cache, ExpiredTailItemIsReclaimedNotEvicted) {
     auto keys = same_shard_keys(3);
     Cache cache(options(2 * footprint()));

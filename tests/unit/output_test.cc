@@ -132,8 +132,8 @@ TEST_F(OutputTest, PartialWritesAcrossSegments) {
     EXPECT_EQ(iov[0].iov_len, 4u);
     EXPECT_EQ(pending(out), all.substr(21));
     EXPECT_EQ(out.pending_bytes(), all.size() - 21);
-    // Both items are still held until everything is written.
-    EXPECT_EQ(budget_.used(), engine::item_footprint(1, 10) + engine::item_footprint(1, 6));
+    // The first item is written and released; the second is partly unsent and held.
+    EXPECT_EQ(budget_.used(), engine::item_footprint(1, 6));
 
     out.consume(out.pending_bytes() - 1);
     EXPECT_EQ(pending(out), "\n");
@@ -188,6 +188,28 @@ TEST_F(OutputTest, ReusableAfterFullConsume) {
     EXPECT_EQ(pending(out), "second\r\n");
     iovec iov[2];
     EXPECT_EQ(out.gather(iov, 2), 1);
+}
+
+TEST_F(OutputTest, AnItemIsReleasedOnceItsBytesAreWrittenNotAtTheEnd) {
+    Output out;
+    ItemRef first = make_item("a", "0123456789");
+    ItemRef second = make_item("b", "abcdefghij");
+    size_t first_footprint = engine::item_footprint(1, 10);
+    engine::Item* first_raw = first.get();
+    out.append("VALUE a\r\n");                 // 9 bytes
+    out.append_item_bytes(std::move(first), first_raw->value());
+    engine::Item* second_raw = second.get();
+    out.append("\r\nVALUE b\r\n");
+    out.append_item_bytes(std::move(second), second_raw->value());
+    out.append("\r\nEND\r\n");
+    EXPECT_EQ(budget_.used(), 2 * first_footprint);
+    out.consume(9 + 5);   // half of the first value: still held
+    EXPECT_EQ(budget_.used(), 2 * first_footprint);
+    out.consume(5);       // the rest of it: released, the second is still held
+    EXPECT_EQ(budget_.used(), first_footprint);
+    EXPECT_EQ(pending(out), "\r\nVALUE b\r\nabcdefghij\r\nEND\r\n");
+    out.consume(out.pending_bytes());
+    EXPECT_EQ(budget_.used(), 0u);
 }
 
 TEST_F(OutputTest, ClearReleasesItems) {

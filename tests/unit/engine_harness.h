@@ -3,6 +3,7 @@
 // arithmetic...), for the engine tests that run without sockets: over a
 // FakeBackend, with the FakeClock.
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -19,6 +20,9 @@ inline engine::EngineConfig fake_config(engine::StorageMode mode, size_t memory_
     engine::EngineConfig config;
     config.storage_mode = mode;
     config.memory_limit = memory_limit;
+    // Items well under -m, as the server requires (-I at most half of -m):
+    // the overflow mode keeps room for two of the largest outside the cache.
+    config.max_item_size = std::min<size_t>(config.max_item_size, memory_limit / 16);
     config.unix_clock = &FakeClock::now;
     return config;
 }

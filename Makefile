@@ -29,17 +29,17 @@ test-sanitize: deps
 		ctest --output-on-failure
 
 # libFuzzer on the text/meta and the binary protocol paths, on what a
-# replication peer sends, on the -Y/-S authentication gate and on UDP
-# datagrams, bounded in time.
+# replication peer sends, on the -Y/-S authentication gate, on UDP
+# datagrams and on a replication handshake before the proof, bounded in time.
 FUZZ_SECONDS ?= 45
 REPL_FUZZ_SECONDS ?= 20
 GATE_FUZZ_SECONDS ?= 20
 fuzz: deps
 	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMKEEP_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS) --target text_protocol_fuzzer binary_protocol_fuzzer replication_fuzzer \
-		auth_gate_fuzzer udp_fuzzer
+		auth_gate_fuzzer udp_fuzzer replication_handshake_fuzzer
 	mkdir -p build-fuzz/corpus build-fuzz/corpus-binary build-fuzz/corpus-replication build-fuzz/corpus-auth \
-		build-fuzz/corpus-udp
+		build-fuzz/corpus-udp build-fuzz/corpus-handshake
 	./build-fuzz/tests/text_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus tests/fuzz/seeds
 	./build-fuzz/tests/binary_protocol_fuzzer -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
@@ -50,6 +50,8 @@ fuzz: deps
 		build-fuzz/corpus-auth tests/fuzz/seeds-auth
 	./build-fuzz/tests/udp_fuzzer -max_total_time=$(GATE_FUZZ_SECONDS) -rss_limit_mb=2048 \
 		build-fuzz/corpus-udp tests/fuzz/seeds-udp
+	./build-fuzz/tests/replication_handshake_fuzzer -max_total_time=$(GATE_FUZZ_SECONDS) -rss_limit_mb=2048 \
+		build-fuzz/corpus-handshake tests/fuzz/seeds-handshake
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-fuzz

@@ -506,6 +506,7 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     if (lock_fd < 0) return nullptr;
 
     rocksdb::Options db_options;
+    if (options.env) db_options.env = options.env;
     db_options.create_if_missing = fresh;
     db_options.error_if_exists = fresh;
     db_options.paranoid_checks = true;

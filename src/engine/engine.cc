@@ -70,6 +70,18 @@ void Engine::wait_durable(OpStats& stats) {
     stats.durability_ticket = 0;
 }
 
+bool Engine::writes_kept(uint64_t first, uint64_t last) {
+    return !durable() || backend_->writes_kept(first, last);
+}
+
+void Engine::forget_lost_write(std::string_view key) {
+    // Whatever RAM holds for the key goes: the lost version, or a newer one
+    // (in the durable mode RAM only caches the store, so dropping an item
+    // never loses it).
+    auto slot = cache_.lock(key);
+    slot.unlink(slot.find(unix_now()));
+}
+
 namespace {
 constexpr const char* kClockMeta = "clock";
 constexpr const char* kPendingFlushMeta = "pending_flush_at";
@@ -97,7 +109,12 @@ Engine::Engine(const EngineConfig& config, storage::Backend* backend)
         if (backend_->get_meta(kPendingFlushMeta, &saved)) {
             pending_flush_at_.store(std::strtoll(saved.c_str(), nullptr, 10));
         }
+        backend_->set_lost_write_handler([this](std::string_view key) { forget_lost_write(key); });
     }
+}
+
+Engine::~Engine() {
+    if (durable()) backend_->set_lost_write_handler(nullptr);
 }
 
 void Engine::save_state() {

@@ -168,6 +168,9 @@ class Engine {
 public:
     // `backend` (not owned) is required for the durable and overflow modes.
     explicit Engine(const EngineConfig& config, storage::Backend* backend = nullptr);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
 
     FetchResult fetch(const FetchRequest& request, OpStats& stats);
     // Looks an item up without counting, bumping or changing it (meta `me`).
@@ -215,6 +218,12 @@ public:
     // (recorded in `stats`) are as durable as the fsync policy promises; a
     // connection calls it before sending those requests' replies.
     void wait_durable(OpStats& stats);
+    // After wait_durable: true when the writes with durability tickets in
+    // [first, last] were all kept (see storage::Backend::writes_kept). When
+    // not, the command that made them must be answered with an error
+    // (SERVER_ERROR storage write failed); RAM has already forgotten their
+    // keys, so reads return what the store holds.
+    bool writes_kept(uint64_t first, uint64_t last);
 
     // Saves what must survive a restart beyond the items (clock high-water
     // mark); called by the maintenance tick and at shutdown.
@@ -284,6 +293,9 @@ private:
     // the order the cache does. Return a durability ticket (0: nothing written).
     uint64_t persist(const Item& item);
     uint64_t persist_removal(std::string_view key);
+    // Durable: a write of `key` failed after it was queued; RAM drops the
+    // key, so the next read loads what the store holds.
+    void forget_lost_write(std::string_view key);
     // An item changed in place (exptime, CAS, stale bit): written through in
     // the durable mode; in the overflow mode its disk copy no longer counts.
     void changed_in_place(Item& item, DurabilityWait& durability);

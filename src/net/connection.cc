@@ -89,6 +89,8 @@ Connection::Status Connection::on_readable() {
 
 Connection::Status Connection::release_output() {
     awaiting_durability_ = false;
+    // A reply whose write failed becomes an error reply before it leaves.
+    if (handler_) protocol::settle_held_replies(output_, context_.engine, *handler_);
     if (!flush()) return Status::kClosed;
     if (handler_ && handler_->close_requested() && output_.empty()) return Status::kClosed;
     return Status::kOpen;
@@ -110,7 +112,8 @@ Connection::Status Connection::handle_input() {
     // Durable mode: this batch's writes must be in the store before any of
     // its replies leaves. The worker waits once for all the connections it
     // served in this pass (group commit), then calls release_output().
-    if (context_.stats.durability_ticket > ticket_before) {
+    // (Replies held earlier in this pass stay held with the new ones.)
+    if (context_.stats.durability_ticket > ticket_before || awaiting_durability_) {
         awaiting_durability_ = true;
         return Status::kOpen;
     }

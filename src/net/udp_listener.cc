@@ -70,8 +70,10 @@ bool UdpEndpoint::run_requests(std::string_view datagram, UdpHeader* header) {
     auto handler = protocol::make_handler(protocol::ProtocolChoice::kAuto,
                                           static_cast<unsigned char>(payload[0]), context_);
     handler->process(payload, output_, SIZE_MAX, SIZE_MAX);
-    // Durable mode: the writes must be in the store before the reply leaves.
+    // Durable mode: the writes must be in the store before the reply leaves,
+    // and the reply of a write that failed becomes an error.
     context_.engine.wait_durable(context_.stats);
+    protocol::settle_held_replies(output_, context_.engine, *handler);
     return true;
 }
 

@@ -61,6 +61,9 @@ public:
 
     size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
     bool close_requested() const override { return close_requested_ || inner_->close_requested(); }
+    void write_storage_error(const Output::HeldReply& reply, Output& out) override {
+        inner_->write_storage_error(reply, out);
+    }
 
     bool authenticated() const { return authenticated_; }
 

@@ -49,7 +49,10 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
             continue;
         }
         if (state_ == State::kValue) {
+            uint64_t ticket_before = ctx_.stats.durability_ticket;
+            size_t start = out.position();
             position += receive_value(rest, out);
+            hold_if_written(out, ctx_.stats, ticket_before, start, held_reply_tag());
             if (state_ == State::kValue) break;  // waiting for more bytes
             continue;
         }
@@ -72,9 +75,20 @@ size_t BinaryHandler::process(std::string_view input, Output& out, size_t max_re
         }
         position += request.consumed;
         ++handled;
+        uint64_t ticket_before = ctx_.stats.durability_ticket;
+        size_t start = out.position();
         dispatch(request, out);
+        hold_if_written(out, ctx_.stats, ticket_before, start, held_reply_tag());
     }
     return position;
+}
+
+void BinaryHandler::write_storage_error(const Output::HeldReply& reply, Output& out) {
+    // An error is sent even for a quiet request (whose success was silent).
+    Current saved = current_;
+    current_ = Current{static_cast<uint8_t>(reply.tag >> 32), static_cast<uint32_t>(reply.tag), 0, false};
+    error(out, kInternalError);   // as a store the engine refused with kStorageError
+    current_ = saved;
 }
 
 void BinaryHandler::dispatch(const Request& request, Output& out) {

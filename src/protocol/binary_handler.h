@@ -37,6 +37,7 @@ public:
 
     size_t process(std::string_view input, Output& out, size_t max_requests, size_t output_limit) override;
     bool close_requested() const override { return close_requested_; }
+    void write_storage_error(const Output::HeldReply& reply, Output& out) override;
 
 private:
     enum class State { kHeader, kValue, kSwallow, kSaslData };
@@ -56,6 +57,8 @@ private:
     };
 
     void dispatch(const binary::Request& request, Output& out);
+    // What write_storage_error needs of the current request: opcode and opaque.
+    uint64_t held_reply_tag() const { return uint64_t{current_.opcode} << 32 | current_.opaque; }
     size_t receive_value(std::string_view input, Output& out);
 
     void get(const binary::Request& request, Output& out);

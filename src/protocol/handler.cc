@@ -7,6 +7,20 @@
 
 namespace memkeep::protocol {
 
+void settle_held_replies(Output& out, engine::Engine& engine, Handler& handler) {
+    auto kept = [&engine](const Output::HeldReply& reply) {
+        return engine.writes_kept(reply.first_ticket, reply.last_ticket);
+    };
+    for (const Output::HeldReply& reply : out.held()) {
+        if (kept(reply)) continue;
+        out.replace_held(kept, [&handler](const Output::HeldReply& failed, Output& rebuilt) {
+            handler.write_storage_error(failed, rebuilt);
+        });
+        return;
+    }
+    out.forget_held();
+}
+
 std::unique_ptr<Handler> make_handler(ProtocolChoice choice, unsigned char first_byte, HandlerContext context) {
     bool binary = choice == ProtocolChoice::kBinary ||
                   (choice == ProtocolChoice::kAuto && first_byte == binary::kRequestMagic);

@@ -53,6 +53,7 @@ int Output::gather(iovec* iov, int max) const {
 
 void Output::consume(size_t written) {
     pending_bytes_ -= written;
+    consumed_total_ += written;
     while (written > 0) {
         Segment& s = segments_[first_segment_];
         size_t left = s.length - first_offset_;
@@ -79,6 +80,30 @@ void Output::rewind(const Mark& mark) {
         Segment& last = segments_.back();
         if (last.offset + last.length > arena_.size()) last.length = arena_.size() - last.offset;
     }
+}
+
+void Output::replace_held(const std::function<bool(const HeldReply&)>& kept,
+                          const std::function<void(const HeldReply&, Output&)>& write_error) {
+    std::vector<HeldReply> held;
+    held.swap(held_);
+    size_t base = consumed_total_;
+    std::string bytes;
+    bytes.reserve(pending_bytes_);
+    for (size_t i = first_segment_; i < segments_.size(); ++i) {
+        const Segment& s = segments_[i];
+        const char* data = s.external ? s.external : arena_.data() + s.offset;
+        size_t skip = i == first_segment_ ? first_offset_ : 0;
+        bytes.append(data + skip, s.length - skip);
+    }
+    clear();
+    size_t cursor = 0;
+    for (const HeldReply& reply : held) {
+        if (reply.start < base + cursor || reply.end > base + bytes.size() || kept(reply)) continue;
+        append(std::string_view(bytes).substr(cursor, reply.start - base - cursor));
+        write_error(reply, *this);
+        cursor = reply.end - base;
+    }
+    append(std::string_view(bytes).substr(cursor));
 }
 
 void Output::clear() {

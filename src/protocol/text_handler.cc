@@ -144,7 +144,10 @@ size_t TextHandler::process(std::string_view input, Output& out, size_t max_requ
             continue;
         }
         if (state_ == State::kValue) {
+            uint64_t ticket_before = ctx_.stats.durability_ticket;
+            size_t start = out.position();
             size_t n = receive_value(rest, out);
+            hold_reply(out, ticket_before, start);
             position += n;
             if (state_ == State::kValue) break;  // waiting for more bytes
             continue;
@@ -164,9 +167,25 @@ size_t TextHandler::process(std::string_view input, Output& out, size_t max_requ
         }
         position += consumed;
         ++handled;
+        uint64_t ticket_before = ctx_.stats.durability_ticket;
+        size_t start = out.position();
         handle_line(line, out);
+        hold_reply(out, ticket_before, start);
     }
     return position;
+}
+
+void TextHandler::hold_reply(Output& out, uint64_t ticket_before, size_t start) {
+    if (ctx_.stats.durability_ticket == ticket_before) return;
+    if (!request_.noreply) hold_if_written(out, ctx_.stats, ticket_before, start, 0, first_write_ticket_);
+    first_write_ticket_ = 0;
+}
+
+void TextHandler::write_storage_error(const Output::HeldReply& /*reply*/, Output& out) {
+    // The same line for every command, text or meta, whatever it would have
+    // answered (a meta command's q flag hides successes, not errors).
+    out.append(kStorageWriteFailed);
+    out.append("\r\n");
 }
 
 size_t TextHandler::receive_value(std::string_view input, Output& out) {
@@ -264,6 +283,7 @@ void TextHandler::retrieve(Output& out) {
     bool touching = request_.command == TextCommand::kGat || request_.command == TextCommand::kGats;
     const auto& tokens = request_.tokens;
     Output::Mark start = out.mark();
+    uint64_t ticket_at_start = ctx_.stats.durability_ticket;
     for (size_t i = request_.first_key; i < tokens.size(); ++i) {
         if (!valid_key(tokens[i])) {
             out.rewind(start);
@@ -273,6 +293,9 @@ void TextHandler::retrieve(Output& out) {
         fetch.key = tokens[i];
         if (touching) fetch.touch_exptime = request_.exptime;
         engine::FetchResult found = ctx_.engine.fetch(fetch, ctx_.stats);
+        if (first_write_ticket_ == 0 && ctx_.stats.durability_ticket != ticket_at_start) {
+            first_write_ticket_ = ctx_.stats.durability_ticket;
+        }
         if (found.refusal != engine::Refusal::kNone) {
             out.rewind(start);
             out.append(refusal(found.refusal));

@@ -33,6 +33,7 @@ public:
     // True once the connection should be closed after its output is written
     // (quit, or input that cannot be framed).
     bool close_requested() const override { return close_requested_; }
+    void write_storage_error(const Output::HeldReply& reply, Output& out) override;
 
 private:
     enum class State { kCommandLine, kValue, kSwallow };
@@ -66,6 +67,11 @@ private:
     void meta_delete(Output& out);
     void meta_arithmetic(Output& out);
     void meta_debug(Output& out);
+
+    // Durable mode: holds the reply of a request that wrote (see
+    // Handler::hold_if_written); a noreply request has none to replace.
+    void hold_reply(Output& out, uint64_t ticket_before, size_t start);
+    uint64_t first_write_ticket_ = 0;   // gat with several keys: its first write
 
     // A reply line, unless the request asked for noreply.
     void reply(Output& out, std::string_view line);

@@ -3,9 +3,20 @@
 // overflow tier). The engine calls it; it knows nothing of commands or
 // protocols, and this header includes nothing of RocksDB.
 //
-// Writes return a ticket. With an fsync policy that syncs on every write, a
-// command waits for its ticket (wait_durable) before it is acknowledged; many
-// commands share one sync (group commit).
+// Threads: worker threads call put/remove/get/read/stored_version with a
+// key's cache lock held, and wait_durable/writes_kept with no lock held;
+// replication threads call the same, plus scan and the meta calls; the main
+// thread calls remove_all, checkpoint, the meta calls and collect_stats.
+// Every call may come from several threads at once.
+//
+// Writes return a ticket. A command's reply is held until wait_durable has
+// returned for its ticket (many commands share one write-ahead-log write, and
+// with --fsync always one sync: group commit); then writes_kept says whether
+// the write is kept. When it is not (the disk is full, an I/O error), the
+// reply becomes an error, and the backend has already called the lost-write
+// handler for the write's key, so RAM forgets the value that was not kept.
+// A write can be lost that way after put() accepted it: put() returning a
+// ticket only means "queued".
 
 #include <cstdint>
 #include <functional>
@@ -55,7 +66,8 @@ public:
     virtual ~Backend() = default;
 
     // Record a new version of `key` / its removal / the removal of every key.
-    // Return 0 on an I/O error (nothing was recorded), else a sync ticket.
+    // Return 0 when nothing was recorded (an error), else a ticket: tickets
+    // increase with every write, whichever thread makes it.
     virtual uint64_t put(std::string_view key, const RecordView& record) = 0;
     virtual uint64_t remove(std::string_view key) = 0;
     virtual uint64_t remove_all() = 0;
@@ -77,12 +89,33 @@ public:
         *cas = record.cas;
         return true;
     }
-    // Blocks until the writes up to `ticket` are as durable as the fsync
-    // policy promises (a no-op for policies that do not sync per write).
+    // Blocks until every write up to `ticket` is as durable as the fsync
+    // policy promises, or has failed (a no-op for backends that do not
+    // write through).
     virtual void wait_durable(uint64_t ticket) = 0;
+    // After wait_durable(t) returned for some t >= last: true when every
+    // write with a ticket in [first, last] was kept; false when one of them
+    // failed (so was not acknowledged, must be answered with an error, and
+    // its key was handed to the lost-write handler). May answer false for a
+    // range that holds another thread's failed write: an error reply for a
+    // write that was kept is allowed (an error means "maybe not kept"), a
+    // success for one that was not is never.
+    virtual bool writes_kept(uint64_t first, uint64_t last) {
+        (void)first;
+        (void)last;
+        return true;
+    }
+    // Called, with no backend lock held, for the key of every write that
+    // failed after put()/remove() accepted it, before wait_durable returns
+    // for its ticket. The engine drops the key from RAM, so a later read
+    // gets what the backend holds. May be called from any thread that waits
+    // (a worker, the backend's own housekeeping thread). Setting it to an
+    // empty function waits until no call is running; after that none comes.
+    using LostWriteHandler = std::function<void(std::string_view key)>;
+    virtual void set_lost_write_handler(LostWriteHandler handler) { (void)handler; }
 
     // Small named values the engine keeps with the data (pending flush time,
-    // clock high-water mark).
+    // clock high-water mark). put_meta returns false when it was not kept.
     virtual bool put_meta(std::string_view name, std::string_view value) = 0;
     virtual bool get_meta(std::string_view name, std::string* value) = 0;
 

@@ -1,6 +1,7 @@
 #include "storage/durable_store.h"
 
 #include "storage/data_dir.h"
+#include "storage/failed_tickets.h"
 #include "storage/hash_memtable.h"
 #include "storage/queued_writes.h"
 #include "storage/record_codec.h"
@@ -89,6 +90,35 @@ public:
     const char* Name() const override { return "memkeep.ExpiredItemFilter"; }
 };
 
+// One line on stderr with a UTC timestamp: what happened to the store.
+void log_event(const char* format, ...) __attribute__((format(printf, 1, 2)));
+void log_event(const char* format, ...) {
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &utc);
+    char text[1024];
+    va_list args;
+    va_start(args, format);
+    std::vsnprintf(text, sizeof(text), format, args);
+    va_end(args);
+    std::fprintf(stderr, "memkeep: %s durable store: %s\n", stamp, text);
+    std::fflush(stderr);
+}
+
+// RocksDB would start its own recovery from a background error (for a full
+// disk, its SstFileManager polls the free space). The store recovers by
+// itself instead (DurableStore::try_to_recover), because it must also make
+// sure RocksDB writes a new write-ahead log before anything else is written.
+class NoAutomaticRecovery : public rocksdb::EventListener {
+public:
+    void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*error*/,
+                              bool* auto_recovery) override {
+        *auto_recovery = false;
+    }
+};
+
 // Counts the write-ahead-log bytes written since RocksDB last started a
 // memtable (and with it a new log file).
 class WalSinceMemtableSwitch : public rocksdb::EventListener {
@@ -115,9 +145,10 @@ public:
 // server path that writes also waits).
 class DurableStore : public Backend {
 public:
-    DurableStore(rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal,
+    DurableStore(std::string data_dir, rocksdb::DB* db, int lock_fd, FsyncPolicy fsync, std::shared_ptr<WalSinceMemtableSwitch> wal,
                  uint64_t memtable_budget, std::shared_ptr<HashMemtableFactory> memtables)
-        : db_(db),
+        : data_dir_(std::move(data_dir)),
+          db_(db),
           lock_fd_(lock_fd),
           fsync_(fsync),
           wal_since_switch_(std::move(wal)),
@@ -133,11 +164,16 @@ public:
             housekeeping_.notify_all();
         }
         housekeeper_.join();
+        bool failed;
         {
             std::unique_lock<std::mutex> lock(mutex_);
+            lost_write_handler_ = nullptr;  // the engine may be gone
             drain(lock);
+            failed = failed_;
         }
-        db_->SyncWAL();
+        // After a failed write RocksDB's log writer must not be touched
+        // again (it asserts): no sync then. What was kept is in the log.
+        if (!failed) db_->SyncWAL();
         db_->Close();
         delete db_;
         ::close(lock_fd_);  // releases the flock
@@ -173,11 +209,14 @@ public:
         // Write what is queued, then delete the whole data range and sync,
         // before anything else is queued.
         drain(lock);
+        if (failed_) return 0;
         std::string begin(1, kDataPrefix), end(1, static_cast<char>(kDataPrefix + 1));
         rocksdb::WriteOptions synced;
         synced.sync = true;
-        if (!db_->DeleteRange(synced, db_->DefaultColumnFamily(), begin, end).ok()) {
+        rocksdb::Status deleted = db_->DeleteRange(synced, db_->DefaultColumnFamily(), begin, end);
+        if (!deleted.ok()) {
             ++write_errors_;
+            enter_error_state("flush_all's range deletion", deleted);
             return 0;
         }
         // In-place updates (see open_durable_store) keep the sequence number
@@ -189,8 +228,10 @@ public:
         rocksdb::FlushOptions flush;
         flush.wait = true;
         flush.allow_write_stall = true;
-        if (!db_->Flush(flush).ok()) {
+        rocksdb::Status flushed = db_->Flush(flush);
+        if (!flushed.ok()) {
             ++write_errors_;
+            enter_error_state("flush_all's memtable flush", flushed);
             return 0;
         }
         return committed_;
@@ -234,7 +275,8 @@ public:
             std::lock_guard<std::mutex> guard(mutex_);
             // The queue holds newer writes than the batch being written
             // (which RocksDB only reads meanwhile).
-            for (Pending* pending : {queued_, committing_}) {
+            // A batch that failed is not read any more: its writes were not kept.
+            for (Pending* pending : {queued_, committing_failed_ ? nullptr : committing_}) {
                 if (!pending) continue;
                 switch (pending->writes.find(key, pending->batch.Data(), out)) {
                     case QueuedWrites::Found::kRecord: return true;
@@ -264,6 +306,21 @@ public:
         }
     }
 
+    bool writes_kept(uint64_t first, uint64_t last) override {
+        // Tickets above the last failed one were all kept: the usual answer,
+        // without the lock.
+        if (first > last_failed_ticket_.load(std::memory_order_acquire)) return true;
+        std::lock_guard<std::mutex> guard(mutex_);
+        return failed_tickets_.none_in(first, last);
+    }
+
+    void set_lost_write_handler(LostWriteHandler handler) override {
+        std::unique_lock<std::mutex> lock(mutex_);
+        // A batch being written may be calling the old handler.
+        while (committing_) committed_cv_.wait(lock);
+        lost_write_handler_ = std::move(handler);
+    }
+
     bool put_meta(std::string_view name, std::string_view value) override {
         std::string meta_key(1, kMetaPrefix);
         meta_key.append(name);
@@ -275,7 +332,7 @@ public:
             ticket = ++queued_count_;
         }
         wait_durable(ticket);
-        return true;
+        return writes_kept(ticket, ticket);
     }
 
     bool get_meta(std::string_view name, std::string* value) override {
@@ -290,6 +347,15 @@ public:
         // equivalent to the live store when no range deletion (remove_all)
         // sits between the writes of those logs, hence the maintenance lock.
         std::lock_guard<std::mutex> maintenance(maintenance_mutex_);
+        {
+            // A checkpoint syncs the write-ahead log, which must not be
+            // touched after a failed write.
+            std::lock_guard<std::mutex> guard(mutex_);
+            if (failed_) {
+                *error = "the store is in its error state (" + failure_text_ + ")";
+                return false;
+            }
+        }
         rocksdb::Checkpoint* raw = nullptr;
         rocksdb::Status status = rocksdb::Checkpoint::Create(db_, &raw);
         std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
@@ -333,53 +399,133 @@ public:
         out.emplace_back("storage_wal_syncs", std::to_string(wal_syncs_));
         out.emplace_back("storage_last_sync_time", std::to_string(last_sync_time_));
         out.emplace_back("storage_write_errors", std::to_string(write_errors_));
+        out.emplace_back("storage_state", failed_ ? "write_error" : "ok");
+        out.emplace_back("storage_error", failed_ ? failure_text_ : "none");
+        out.emplace_back("storage_error_since", std::to_string(failed_ ? failed_since_ : 0));
+        out.emplace_back("storage_error_episodes", std::to_string(error_episodes_));
+        out.emplace_back("storage_recoveries", std::to_string(recoveries_));
     }
 
 private:
+    struct Pending;
     // Writes everything queued as one batch. Called with the lock held and
     // no batch being written; the lock is released while RocksDB writes.
+    // In the error state nothing is written: the batch fails as a whole.
     void commit(std::unique_lock<std::mutex>& lock) {
         Pending* pending = queued_;
         queued_ = pending == &pending_[0] ? &pending_[1] : &pending_[0];
         committing_ = pending;
+        uint64_t first = committed_ + 1;
         uint64_t target = queued_count_;
+        bool refused = failed_;
         lock.unlock();
 
         // Only the one thread that set committing_ writes its batch.
-        // Start the memtable's cache misses for all of its keys now, so they
-        // overlap (see hash_memtable.h).
-        prefetch_keys_.clear();
-        std::string_view bytes(pending->batch.Data());
-        for (size_t i = 0; i < pending->writes.count(); ++i) {
-            std::string_view key = pending->writes.key(i, bytes);
-            // The data prefix byte sits right before the key in the batch.
-            prefetch_keys_.push_back({std::string_view(key.data() - 1, key.size() + 1), pending->writes.record_size(i)});
+        rocksdb::Status status;
+        if (!refused) {
+            // Start the memtable's cache misses for all of its keys now, so
+            // they overlap (see hash_memtable.h).
+            prefetch_keys_.clear();
+            std::string_view bytes(pending->batch.Data());
+            for (size_t i = 0; i < pending->writes.count(); ++i) {
+                std::string_view key = pending->writes.key(i, bytes);
+                // The data prefix byte sits right before the key in the batch.
+                prefetch_keys_.push_back({std::string_view(key.data() - 1, key.size() + 1), pending->writes.record_size(i)});
+            }
+            memtables_->prefetch(prefetch_keys_.data(), prefetch_keys_.size());
+            rocksdb::WriteOptions options;
+            options.sync = fsync_ == FsyncPolicy::kAlways;
+            status = pending->batch.Count() > 0 ? db_->Write(options, &pending->batch) : rocksdb::Status::OK();
         }
-        memtables_->prefetch(prefetch_keys_.data(), prefetch_keys_.size());
-        rocksdb::WriteOptions options;
-        options.sync = fsync_ == FsyncPolicy::kAlways;
-        rocksdb::Status status =
-            pending->batch.Count() > 0 ? db_->Write(options, &pending->batch) : rocksdb::Status::OK();
         size_t batch_bytes = pending->batch.GetDataSize();
 
         lock.lock();
-        if (!status.ok()) {
-            // The commands waiting for these writes are still released:
-            // there is no way to unsay them now, so it is counted and logged.
-            if (write_errors_++ == 0) {
-                std::fprintf(stderr, "memkeep: durable store write failed: %s\n", status.ToString().c_str());
+        if (refused || !status.ok()) {
+            if (!refused) enter_error_state(fsync_ == FsyncPolicy::kAlways ? "write or fsync of the log" : "write of the log", status);
+            fail_batch(lock, *pending, first, target);
+        } else {
+            ++batches_written_;
+            if (fsync_ == FsyncPolicy::kAlways && pending->batch.Count() > 0) {
+                ++wal_syncs_;
+                last_sync_time_ = ::time(nullptr);
             }
+            wal_since_switch_->bytes.fetch_add(batch_bytes, std::memory_order_relaxed);
         }
-        ++batches_written_;
-        if (options.sync) {
-            ++wal_syncs_;
-            last_sync_time_ = ::time(nullptr);
-        }
-        wal_since_switch_->bytes.fetch_add(batch_bytes, std::memory_order_relaxed);
         pending->clear();
         committing_ = nullptr;
         committed_ = target;
         committed_cv_.notify_all();
+    }
+
+    // The writes of `pending` (tickets first..last) were not kept. Their
+    // tickets are noted as failed before anyone waiting for them wakes up,
+    // reads stop finding them in the batch, and RAM forgets their keys (the
+    // handler runs without the lock: it takes cache locks, and a thread
+    // holding a cache lock may be waiting for ours in put()).
+    void fail_batch(std::unique_lock<std::mutex>& lock, Pending& pending, uint64_t first, uint64_t last) {
+        if (last < first) return;
+        write_errors_ += last - first + 1;
+        failed_tickets_.add(first, last);
+        last_failed_ticket_.store(last, std::memory_order_release);
+        if (!lost_write_handler_ || pending.writes.count() == 0) return;
+        committing_failed_ = true;
+        lock.unlock();
+        std::string_view bytes(pending.batch.Data());
+        for (size_t i = 0; i < pending.writes.count(); ++i) lost_write_handler_(pending.writes.key(i, bytes));
+        lock.lock();
+        committing_failed_ = false;
+    }
+
+    // The first failure since the store was last healthy: from now on
+    // nothing is written (commit fails every batch, remove_all and
+    // checkpoint refuse) until try_to_recover succeeds. Following what
+    // PostgreSQL learned from "fsyncgate", nothing written since the last
+    // good sync is trusted to be on disk: recovery writes the memtables
+    // (which hold all of it) to new table files instead of syncing the log
+    // again. Called with the lock held.
+    void enter_error_state(const char* what, const rocksdb::Status& status) {
+        if (failed_) return;
+        failed_ = true;
+        failure_text_ = std::string(what) + " failed: " + status.ToString();
+        failed_since_ = ::time(nullptr);
+        ++error_episodes_;
+        log_event("%s; writes are refused (SERVER_ERROR storage write failed) until it recovers",
+                  failure_text_.c_str());
+    }
+
+    // In the error state, about once a second: asks RocksDB to resume (it
+    // fails while the cause lasts), then makes RocksDB start a new
+    // write-ahead log and write every memtable to table files, synced.
+    // RocksDB's own recovery skips that switch when the memtable is empty,
+    // and the old log writer, after its failed append, aborts the process
+    // on its next use; a record written to the memtable alone (no log)
+    // makes the memtable non-empty, so the flush below always switches.
+    // Called with the lock held (released meanwhile); only by the
+    // housekeeping thread.
+    void try_to_recover(std::unique_lock<std::mutex>& lock) {
+        lock.unlock();
+        rocksdb::Status status = db_->Resume();
+        if (status.ok()) {
+            rocksdb::WriteOptions memtable_only;
+            memtable_only.disableWAL = true;
+            std::string marker(1, kMetaPrefix);
+            marker.append("recovered_at");
+            status = db_->Put(memtable_only, marker, std::to_string(::time(nullptr)));
+        }
+        if (status.ok()) {
+            rocksdb::FlushOptions flush;
+            flush.wait = true;
+            flush.allow_write_stall = true;
+            status = db_->Flush(flush);
+        }
+        lock.lock();
+        if (!status.ok()) return;
+        failed_ = false;
+        ++recoveries_;
+        wal_since_switch_->bytes.store(0, std::memory_order_relaxed);
+        log_event("recovered after %lld s (%s); writes are accepted again",
+                  static_cast<long long>(::time(nullptr) - failed_since_), failure_text_.c_str());
+        failure_text_.clear();
     }
 
     // Writes everything queued so far and waits for it. Called with the lock held.
@@ -398,6 +544,7 @@ private:
         uint64_t synced = 0;
         uint64_t queued_at_last_look = 0;
         auto last_sync = std::chrono::steady_clock::now();
+        auto last_recovery_attempt = last_sync;
         while (!stopping_) {
             housekeeping_.wait_for(lock, kHousekeepingTick);
             if (stopping_) break;
@@ -405,20 +552,33 @@ private:
             if (!committing_ && committed_ < queued_at_last_look) commit(lock);
             queued_at_last_look = queued_count_;
 
+            auto now = std::chrono::steady_clock::now();
+            if (failed_) {
+                if (now - last_recovery_attempt >= kRecoveryInterval) {
+                    last_recovery_attempt = now;
+                    try_to_recover(lock);
+                    // The flush of the recovery persisted everything kept so far.
+                    if (!failed_) synced = committed_;
+                }
+                continue;
+            }
+
             if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= min_wal_bytes_before_flush_) {
                 flush_memtable_if_log_is_long(lock);
             }
 
-            auto now = std::chrono::steady_clock::now();
             if (fsync_ == FsyncPolicy::kEverySecond && now - last_sync >= std::chrono::seconds(1)) {
                 last_sync = now;
-                if (committed_ == synced) continue;
+                if (committed_ == synced || failed_) continue;
                 uint64_t target = committed_;
                 lock.unlock();
-                rocksdb::Status status = db_->SyncWAL();
+                rocksdb::Status status = sync_log_files();
                 lock.lock();
                 if (!status.ok()) {
-                    ++write_errors_;
+                    // Never synced again (fsyncgate): the data since the last
+                    // good sync is written again from the memtables by the
+                    // recovery's flush.
+                    enter_error_state("sync of the log", status);
                     continue;
                 }
                 synced = target;
@@ -426,6 +586,35 @@ private:
                 last_sync_time_ = ::time(nullptr);
             }
         }
+    }
+
+    // --fsync everysec: fdatasync of every write-ahead-log file in the data
+    // dir through a descriptor of our own, while batch writes go on (as
+    // RocksDB's SyncWAL would allow). SyncWAL itself is not used: it syncs
+    // through RocksDB's log writer, which asserts (aborts the process) when
+    // it is synced after an append that failed, and an append can fail at
+    // any moment while the housekeeper decides to sync. A descriptor of our
+    // own cannot trip that; a failed fdatasync puts the store in its error
+    // state like a failed append. Logs RocksDB no longer needs may be synced
+    // too (harmless); one deleted meanwhile is skipped.
+    rocksdb::Status sync_log_files() {
+        std::error_code error;
+        for (const auto& entry : fs::directory_iterator(data_dir_, error)) {
+            if (entry.path().extension() != ".log") continue;
+            int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                if (errno == ENOENT) continue;
+                return rocksdb::Status::IOError("open " + entry.path().string(), std::strerror(errno));
+            }
+            int synced = ::fdatasync(fd);
+            int sync_error = errno;
+            ::close(fd);
+            if (synced != 0) {
+                return rocksdb::Status::IOError("fdatasync " + entry.path().string(), std::strerror(sync_error));
+            }
+        }
+        if (error) return rocksdb::Status::IOError("list " + data_dir_, error.message());
+        return rocksdb::Status::OK();
     }
 
     // See kWalToMemtableBeforeFlush. Only the switch to a new memtable
@@ -448,13 +637,18 @@ private:
             status = db_->Flush(flush);
         }
         lock.lock();
-        if (!status.ok() && write_errors_++ == 0) {
-            std::fprintf(stderr, "memkeep: durable store flush failed: %s\n", status.ToString().c_str());
-        }
+        // The switch to a new log failed (no space, no permission to create
+        // it): RocksDB refuses writes from now on, so the store does too.
+        if (!status.ok()) enter_error_state("switch to a new memtable and log", status);
     }
 
     static constexpr std::chrono::milliseconds kHousekeepingTick{100};
+    // How often the error state tries to recover: writes are accepted again
+    // about this long after the cause went away.
+    static constexpr std::chrono::seconds kRecoveryInterval{1};
 
+
+    const std::string data_dir_;
     rocksdb::DB* db_;
     int lock_fd_;
     FsyncPolicy fsync_;
@@ -493,7 +687,17 @@ private:
     uint64_t batches_written_ = 0;
     uint64_t wal_syncs_ = 0;
     int64_t last_sync_time_ = 0;
-    uint64_t write_errors_ = 0;
+    uint64_t write_errors_ = 0;   // writes that failed (answered with an error)
+    // The error state (see enter_error_state).
+    bool failed_ = false;
+    std::string failure_text_;
+    int64_t failed_since_ = 0;
+    uint64_t error_episodes_ = 0;
+    uint64_t recoveries_ = 0;
+    FailedTickets failed_tickets_;
+    std::atomic<uint64_t> last_failed_ticket_{0};
+    bool committing_failed_ = false;   // committing_ failed: reads skip it
+    LostWriteHandler lost_write_handler_;
     std::thread housekeeper_;
 };
 
@@ -515,6 +719,9 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     db_options.write_buffer_size = std::clamp(options.memory_limit / 8, kMinWriteBufferBytes, kMaxWriteBufferBytes);
     auto wal_since_switch = std::make_shared<WalSinceMemtableSwitch>();
     db_options.listeners.push_back(wal_since_switch);
+    // The store recovers from write errors itself (DurableStore::try_to_recover).
+    db_options.listeners.push_back(std::make_shared<NoAutomaticRecovery>());
+    db_options.max_bgerror_resume_count = 0;
     // The store only reads single keys (Get), never iterates, so the
     // memtable can be a hash table instead of RocksDB's default skiplist,
     // whose ordered insert of random keys was a third of the CPU of a set.
@@ -560,7 +767,7 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
         ::close(lock_fd);
         return nullptr;
     }
-    return std::make_unique<DurableStore>(db, lock_fd, options.fsync, std::move(wal_since_switch),
+    return std::make_unique<DurableStore>(dir.string(), db, lock_fd, options.fsync, std::move(wal_since_switch),
                                           db_options.write_buffer_size, std::move(memtables));
 }
 

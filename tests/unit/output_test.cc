@@ -217,5 +217,73 @@ TEST_F(OutputTest, SubrangeOfItemValue) {
     EXPECT_EQ(pending(out), "mykey");
 }
 
+// ---- held replies (durable mode) -------------------------------------------------
+
+// Appends a reply and holds it under `ticket`; returns the reply as held.
+Output::HeldReply hold(Output& out, std::string_view text, uint64_t ticket, uint64_t tag = 0) {
+    size_t start = out.position();
+    out.append(text);
+    Output::HeldReply reply{start, out.position(), ticket, ticket, tag};
+    out.hold(reply);
+    return reply;
+}
+
+void write_error(const Output::HeldReply& reply, Output& out) {
+    out.append("ERR" + std::to_string(reply.tag) + "\r\n");
+}
+
+TEST_F(OutputTest, HeldRepliesAllKeptLeaveTheOutputAsItWas) {
+    Output out;
+    out.append("VALUE a 0 1\r\n");
+    out.append_item_bytes(make_item("a", "1"), "1");
+    out.append("\r\nEND\r\n");
+    hold(out, "STORED\r\n", 5);
+    std::string before = pending(out);
+    ASSERT_EQ(out.held().size(), 1u);
+    out.forget_held();
+    EXPECT_TRUE(out.held().empty());
+    EXPECT_EQ(pending(out), before);
+}
+
+TEST_F(OutputTest, FailedHeldRepliesAreReplacedInPlace) {
+    // Replies around and between the failed ones (an item's value among
+    // them) keep their bytes and order; quiet successes (no bytes) get an
+    // error inserted where they were.
+    Output out;
+    hold(out, "STORED\r\n", 1, 1);                  // kept
+    hold(out, "STORED\r\n", 2, 2);                  // failed
+    out.append("VALUE k 0 5\r\n");                   // a read, not held
+    out.append_item_bytes(make_item("k", "hello"), "hello");
+    out.append("\r\nEND\r\n");
+    hold(out, "", 3, 3);                            // a quiet success that failed
+    hold(out, "DELETED\r\n", 4, 4);                 // failed
+    out.append("MN\r\n");
+    out.replace_held([](const Output::HeldReply& r) { return r.first_ticket == 1; }, write_error);
+    EXPECT_EQ(pending(out), "STORED\r\nERR2\r\nVALUE k 0 5\r\nhello\r\nEND\r\nERR3\r\nERR4\r\nMN\r\n");
+    EXPECT_TRUE(out.held().empty());
+    EXPECT_EQ(budget_.used(), 0u);   // the item's bytes were copied: it is released
+}
+
+TEST_F(OutputTest, HeldPositionsCountBytesAlreadyWritten) {
+    // Positions are in the stream of everything appended, so bytes written
+    // before the replies were held do not shift them.
+    Output out;
+    out.append("OK\r\n");
+    out.consume(4);
+    out.append("HD\r\n");
+    out.consume(2);                                  // "\r\n" still pending
+    hold(out, "HD\r\n", 9, 9);
+    out.replace_held([](const Output::HeldReply&) { return false; }, write_error);
+    EXPECT_EQ(pending(out), "\r\nERR9\r\n");
+}
+
+TEST_F(OutputTest, AReplyPartlyWrittenIsNotRewritten) {
+    Output out;
+    hold(out, "STORED\r\n", 1, 1);
+    out.consume(3);
+    out.replace_held([](const Output::HeldReply&) { return false; }, write_error);
+    EXPECT_EQ(pending(out), "RED\r\n");
+}
+
 }  // namespace
 }  // namespace memkeep::protocol

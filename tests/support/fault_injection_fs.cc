@@ -98,10 +98,10 @@ public:
         return rocksdb::IOStatus::NotSupported("FaultInjectionFs: positioned append");
     }
     rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-        return owner_->file_sync(target(), path_, false, options, dbg);
+        return owner_->file_sync(path_, [&] { return target()->Sync(options, dbg); });
     }
     rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-        return owner_->file_sync(target(), path_, true, options, dbg);
+        return owner_->file_sync(path_, [&] { return target()->Fsync(options, dbg); });
     }
     // Hints and preallocation that change no content: skipped while frozen.
     rocksdb::IOStatus RangeSync(uint64_t offset, uint64_t bytes, const rocksdb::IOOptions& options,
@@ -121,6 +121,28 @@ public:
     // Close (which closes the descriptor, and trims preallocated space back
     // to the bytes written) goes through even while frozen: no content
     // changes, and the descriptor must not leak.
+
+private:
+    FaultInjectionFs* owner_;
+    std::string path_;
+};
+
+// A descriptor opened only to sync a file another descriptor writes.
+class TrackedSyncHandle : public rocksdb::FSRandomRWFileOwnerWrapper {
+public:
+    TrackedSyncHandle(FaultInjectionFs* owner, std::string path, std::unique_ptr<rocksdb::FSRandomRWFile> file)
+        : FSRandomRWFileOwnerWrapper(std::move(file)), owner_(owner), path_(std::move(path)) {}
+
+    rocksdb::IOStatus Write(uint64_t, const rocksdb::Slice&, const rocksdb::IOOptions&,
+                            rocksdb::IODebugContext*) override {
+        return rocksdb::IOStatus::NotSupported("FaultInjectionFs: writes through a random-access file");
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+        return owner_->file_sync(path_, [&] { return target()->Sync(options, dbg); });
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+        return owner_->file_sync(path_, [&] { return target()->Fsync(options, dbg); });
+    }
 
 private:
     FaultInjectionFs* owner_;
@@ -271,18 +293,17 @@ rocksdb::IOStatus FaultInjectionFs::file_append(rocksdb::FSWritableFile* file, c
     return status;
 }
 
-rocksdb::IOStatus FaultInjectionFs::file_sync(rocksdb::FSWritableFile* file, const std::string& path, bool full,
-                                              const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) {
+rocksdb::IOStatus FaultInjectionFs::file_sync(const std::string& path, const std::function<rocksdb::IOStatus()>& sync) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (frozen_) return {};
     rocksdb::IOStatus status = maybe_fail(FsCall::kSync, path);
     // A failed sync makes nothing durable (after fsyncgate: what was written
     // since the last good sync is not known to be on disk).
     if (!status.ok()) return status;
-    status = full ? file->Fsync(options, dbg) : file->Sync(options, dbg);
+    status = sync();
     if (status.ok()) {
-        FileState& state = files_[path];
-        state.synced = state.size;
+        // A file the wrapper never saw written is durable already.
+        if (auto it = files_.find(path); it != files_.end()) it->second.synced = it->second.size;
     }
     return status;
 }
@@ -440,6 +461,15 @@ rocksdb::IOStatus FaultInjectionFs::Truncate(const std::string& path, size_t siz
             it->second.synced = std::min<uint64_t>(it->second.synced, size);
         }
     }
+    return status;
+}
+
+rocksdb::IOStatus FaultInjectionFs::NewRandomRWFile(const std::string& path, const rocksdb::FileOptions& options,
+                                                    std::unique_ptr<rocksdb::FSRandomRWFile>* result,
+                                                    rocksdb::IODebugContext* dbg) {
+    rocksdb::IOStatus status = target()->NewRandomRWFile(path, options, result, dbg);
+    if (!status.ok()) return status;
+    *result = std::make_unique<TrackedSyncHandle>(this, normal(path), std::move(*result));
     return status;
 }
 

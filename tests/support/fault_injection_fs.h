@@ -138,9 +138,16 @@ public:
                                  rocksdb::IODebugContext* dbg) override;
     rocksdb::IOStatus Truncate(const std::string& path, size_t size, const rocksdb::IOOptions& options,
                                rocksdb::IODebugContext* dbg) override;
+    // A second descriptor of a file, used to sync it (the store's everysec
+    // sync of its logs): its Sync counts as a sync of the file (a kSync
+    // call). Writes through it are refused (not modelled).
+    rocksdb::IOStatus NewRandomRWFile(const std::string& path, const rocksdb::FileOptions& options,
+                                      std::unique_ptr<rocksdb::FSRandomRWFile>* result,
+                                      rocksdb::IODebugContext* dbg) override;
 
 private:
     friend class TrackedFile;
+    friend class TrackedSyncHandle;
     friend class TrackedDirectory;
 
     // What the wrapper knows of a file it saw being written.
@@ -159,8 +166,7 @@ private:
     rocksdb::IOStatus file_append(rocksdb::FSWritableFile* file, const std::string& path,
                                   const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                                   rocksdb::IODebugContext* dbg);
-    rocksdb::IOStatus file_sync(rocksdb::FSWritableFile* file, const std::string& path, bool full,
-                                const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg);
+    rocksdb::IOStatus file_sync(const std::string& path, const std::function<rocksdb::IOStatus()>& sync);
     bool frozen() const;
     // Called by TrackedDirectory: every entry of `dir` is durable now.
     rocksdb::IOStatus directory_synced(rocksdb::FSDirectory* directory, const std::string& dir,

@@ -14,6 +14,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
@@ -596,22 +597,22 @@ private:
     // any moment while the housekeeper decides to sync. A descriptor of our
     // own cannot trip that; a failed fdatasync puts the store in its error
     // state like a failed append. Logs RocksDB no longer needs may be synced
-    // too (harmless); one deleted meanwhile is skipped.
+    // too (harmless); one deleted meanwhile is skipped. The descriptor is
+    // opened through RocksDB's FileSystem (NewRandomRWFile: O_RDWR, no
+    // O_CREAT, Sync is fdatasync), so that a FileSystem given in
+    // DurableOptions::env sees the sync (the power-loss and fault tests).
     rocksdb::Status sync_log_files() {
+        rocksdb::FileSystem* file_system = db_->GetFileSystem();
         std::error_code error;
         for (const auto& entry : fs::directory_iterator(data_dir_, error)) {
             if (entry.path().extension() != ".log") continue;
-            int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                if (errno == ENOENT) continue;
-                return rocksdb::Status::IOError("open " + entry.path().string(), std::strerror(errno));
-            }
-            int synced = ::fdatasync(fd);
-            int sync_error = errno;
-            ::close(fd);
-            if (synced != 0) {
-                return rocksdb::Status::IOError("fdatasync " + entry.path().string(), std::strerror(sync_error));
-            }
+            std::unique_ptr<rocksdb::FSRandomRWFile> file;
+            rocksdb::IOStatus status =
+                file_system->NewRandomRWFile(entry.path().string(), rocksdb::FileOptions(), &file, nullptr);
+            if (status.IsPathNotFound() || status.IsNotFound()) continue;
+            if (status.ok()) status = file->Sync(rocksdb::IOOptions(), nullptr);
+            if (file) file->Close(rocksdb::IOOptions(), nullptr).PermitUncheckedError();
+            if (!status.ok()) return status;
         }
         if (error) return rocksdb::Status::IOError("list " + data_dir_, error.message());
         return rocksdb::Status::OK();
@@ -710,6 +711,7 @@ std::unique_ptr<Backend> open_durable_store(const DurableOptions& options, std::
     if (lock_fd < 0) return nullptr;
 
     rocksdb::Options db_options;
+    if (options.env) db_options.env = options.env;
     db_options.create_if_missing = fresh;
     db_options.error_if_exists = fresh;
     db_options.paranoid_checks = true;

@@ -7,12 +7,20 @@
 
 #include "storage/backend.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace memkeep::storage {
 
 struct DurableOptions {
     std::string data_dir;
     FsyncPolicy fsync = FsyncPolicy::kEverySecond;
     size_t memory_limit = 0;  // -m: RocksDB's memtables are sized from it
+    // Tests only: the Env (and through it the FileSystem) RocksDB does all
+    // its file I/O with, e.g. one that simulates power loss or injects
+    // faults; it must outlive the store. nullptr: the default Env.
+    rocksdb::Env* env = nullptr;
 };
 
 // Opens the store in `data_dir`, creating the directory and an empty store

@@ -25,12 +25,22 @@ Channel::~Channel() { ::close(fd_); }
 
 void Channel::shut_down() { ::shutdown(fd_, SHUT_RDWR); }
 
+std::string Channel::error() const {
+    std::lock_guard<std::mutex> guard(error_mutex_);
+    return error_;
+}
+
+void Channel::set_error(const char* why) {
+    std::lock_guard<std::mutex> guard(error_mutex_);
+    error_ = why;
+}
+
 bool Channel::send(std::string_view bytes) {
     while (!bytes.empty()) {
         ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            error_ = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "connection lost";
+            set_error(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "connection lost");
             return false;
         }
         bytes.remove_prefix(static_cast<size_t>(n));
@@ -51,11 +61,11 @@ bool Channel::fill() {
         ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) {
-            error_ = "connection closed by the other node";
+            set_error("connection closed by the other node");
             return false;
         }
         if (n < 0) {
-            error_ = errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost";
+            set_error(errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost");
             return false;
         }
         buffer_.append(chunk, static_cast<size_t>(n));
@@ -78,7 +88,7 @@ Channel::Poll Channel::poll_frame(FrameType* type, std::string* payload) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Poll::kNothing;
         if (n <= 0) {
-            error_ = n == 0 ? "connection closed by the other node" : "connection lost";
+            set_error(n == 0 ? "connection closed by the other node" : "connection lost");
             return Poll::kFailed;
         }
         buffer_.append(chunk, static_cast<size_t>(n));
@@ -94,7 +104,7 @@ bool Channel::receive(FrameType* type, std::string* payload) {
     uint32_t length;
     std::memcpy(&length, buffer_.data() + consumed_ + 1, 4);
     if (length > kMaxFramePayload) {
-        error_ = "frame too large (garbage or an incompatible node)";
+        set_error("frame too large (garbage or an incompatible node)");
         return false;
     }
     while (buffer_.size() - consumed_ < kFrameHeaderSize + length) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -31,7 +32,10 @@ public:
     Poll poll_frame(FrameType* type, std::string* payload);
     // Unblocks any thread in send or receive (they then fail).
     void shut_down();
-    const std::string& error() const { return error_; }
+    // Why the last send or receive failed. Under --repl-sync a feed's
+    // acknowledgement reader and its writer fail on the same channel, so this
+    // is a copy taken under error_mutex_.
+    std::string error() const;
 
     // Adds the bytes sent and received to these node-wide counters too.
     void count_into(std::atomic<uint64_t>* sent, std::atomic<uint64_t>* received) {
@@ -41,11 +45,13 @@ public:
 
 private:
     bool fill();
+    void set_error(const char* why);
 
     int fd_;
     std::string buffer_;   // received, not yet returned
     size_t consumed_ = 0;
-    std::string error_;
+    mutable std::mutex error_mutex_;
+    std::string error_;   // guarded by error_mutex_
     std::atomic<uint64_t>* sent_total_ = nullptr;
     std::atomic<uint64_t>* received_total_ = nullptr;
 };

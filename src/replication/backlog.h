@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -30,7 +31,7 @@ public:
 
     uint64_t start() const;   // the oldest offset still held
     uint64_t end() const;     // the offset the next mutation gets
-    size_t capacity() const { return ring_.size(); }
+    size_t capacity() const { return capacity_; }
     uint64_t appended() const;  // mutations appended so far
 
     enum class ReadResult { kOk, kNothing, kLost };
@@ -58,7 +59,8 @@ private:
     mutable std::mutex mutex_;
     mutable std::condition_variable grown_;
     mutable std::atomic<int> waiters_{0};
-    std::vector<char> ring_;
+    const size_t capacity_;
+    std::unique_ptr<char[]> ring_;   // capacity_ bytes; only [start_, end_) is ever read
     uint64_t start_ = 0;
     uint64_t end_ = 0;
     uint64_t released_end_ = 0;

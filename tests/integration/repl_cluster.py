@@ -99,6 +99,7 @@ class Node:
         self._log_lock = threading.Lock()
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
+        proc.stderr_reader = self._stderr_after_exit   # for a sanitizer report
 
     # -- process
 
@@ -140,6 +141,11 @@ class Node:
                     self._log.append(line.decode(errors="replace"))
         except (ValueError, OSError):
             pass  # the stream was closed by ServerProcess.stop
+
+    def _stderr_after_exit(self):
+        """All of stderr once the process has exited (the drain reaches EOF)."""
+        self._drain.join(5)
+        return self.log_text()
 
     def log_tail(self, lines=30):
         with self._log_lock:

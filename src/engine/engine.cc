@@ -143,17 +143,19 @@ void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
 }
 
 namespace {
-// The mutation that says "the key now holds this item version" (`exptime`
-// passed apart: a snapshot reads it under the shard lock).
-Mutation set_mutation(const Item& item, uint32_t exptime, uint16_t origin_tag, uint64_t origin) {
+// The mutation that says "the key now holds this item version". What can
+// change in place (cas, exptime, origin_tag, state) is passed apart: a
+// snapshot reads it under the shard lock (see Cache::ItemSnapshot).
+Mutation set_mutation(const Item& item, uint64_t cas, uint32_t exptime, uint16_t origin_tag, uint8_t state,
+                      uint64_t origin) {
     Mutation mutation;
     mutation.kind = MutationKind::kSet;
     mutation.origin = origin;
     mutation.origin_tag = origin_tag;
-    mutation.version = item.cas;
+    mutation.version = cas;
     mutation.client_flags = item.client_flags;
     mutation.exptime = exptime;
-    mutation.item_state = item.state & (kItemStale | kItemKeyBinary);
+    mutation.item_state = state & (kItemStale | kItemKeyBinary);
     mutation.key = item.key();
     mutation.value = item.value();
     return mutation;
@@ -176,7 +178,8 @@ void Engine::publish_item(Item& item, DurabilityWait& durability, uint64_t origi
         item.origin_tag = own_tag_;
         origin = sink_->node_id();
     }
-    durability.add_replication(sink_->publish(set_mutation(item, item.exptime, item.origin_tag, origin)));
+    durability.add_replication(
+        sink_->publish(set_mutation(item, item.cas, item.exptime, item.origin_tag, item.state, origin)));
 }
 
 void Engine::publish_removal(std::string_view key, Stamp stamp, DurabilityWait& durability, uint64_t origin) {
@@ -896,7 +899,8 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
     } else {
         cache_.for_each_item([&](Cache::ItemSnapshot&& snapshot) {
             if (is_expired(snapshot.exptime, now)) return;
-            visit(set_mutation(*snapshot.item, snapshot.exptime, snapshot.origin_tag, 0));
+            visit(set_mutation(*snapshot.item, snapshot.cas, snapshot.exptime, snapshot.origin_tag, snapshot.state,
+                               0));
         });
         // Items evicted to disk (older copies of keys in RAM lose on the other side).
         if (overflow()) backend_->scan(visit_record);

@@ -267,7 +267,7 @@ bool Engine::item_size_ok(size_t key_length, uint32_t client_flags, size_t value
 void Engine::apply_due_flush() {
     int64_t due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || unix_now() < due) return;
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || unix_now() < due) return;
     if (replicating()) {
@@ -668,7 +668,7 @@ TouchStatus Engine::touch_unreplicated(std::string_view key, int64_t exptime, Op
 
 void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
     stats.cmd_flush.add();
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     if (replicating()) {
         // A flush is published as the horizon below which items go: now
         // (a fresh version), or the moment a delayed flush is due.
@@ -805,7 +805,7 @@ void Engine::flush_older_than(uint64_t version) {
 }
 
 ApplyOutcome Engine::apply_flush(const Mutation& mutation) {
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     if (mutation.flush_at > 0 && mutation.flush_at > unix_now()) {
         if (pending_flush_at_.load() == mutation.flush_at) return ApplyOutcome::kDuplicate;
         pending_flush_at_.store(mutation.flush_at, std::memory_order_release);
@@ -911,7 +911,7 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
 }
 
 void Engine::clear_all() {
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     cache_.clear();
     tombstones_.clear();
     flush_floor_.store(0);

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/item.h"
@@ -264,7 +265,7 @@ private:
     // too few nodes acknowledged in time.
     bool await_replication(OpStats& stats);
     // Removes every item older than `version` (a replicated flush_all).
-    void flush_older_than(uint64_t version);
+    void flush_older_than(uint64_t version) REQUIRES(flush_mutex_);
     static uint64_t version_at(int64_t unix_seconds) { return static_cast<uint64_t>(unix_seconds) * 1000 << 16; }
     // The operations as they were before replication wrapped them.
     FetchResult fetch_unreplicated(const FetchRequest& request, OpStats& stats);
@@ -316,7 +317,7 @@ private:
     // recaches too few (more disk reads per get).
     static constexpr size_t kRecentDiskReads = 1 << 12;
     std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
-    std::mutex flush_mutex_;
+    Mutex flush_mutex_;
     std::atomic<int64_t> pending_flush_at_{0};   // 0 = none
 
     ReplicationSink* sink_ = nullptr;

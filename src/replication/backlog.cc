@@ -39,7 +39,7 @@ uint64_t ReplicationLog::append(const engine::Mutation& mutation) {
     char header[kMutationHeaderSize];
     encode_mutation_header(mutation, header);
     size_t size = encoded_size(mutation);
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     ++appended_;
     if (size > capacity_) {
         // Larger than the whole ring: nothing before it can be kept, and it
@@ -58,29 +58,29 @@ uint64_t ReplicationLog::append(const engine::Mutation& mutation) {
 }
 
 void ReplicationLog::release() {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     released_end_ = end_;
     // A reader increments waiters_ under the mutex before it sleeps.
     if (waiters_.load(std::memory_order_relaxed) > 0) grown_.notify_all();
 }
 
 uint64_t ReplicationLog::released_end() const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     return released_end_;
 }
 
 uint64_t ReplicationLog::start() const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     return start_;
 }
 
 uint64_t ReplicationLog::end() const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     return end_;
 }
 
 uint64_t ReplicationLog::appended() const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     return appended_;
 }
 
@@ -93,7 +93,7 @@ ReplicationLog::ReadResult ReplicationLog::read(uint64_t from, size_t max_bytes,
     // copied was overwritten meanwhile.
     uint64_t end;
     {
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         if (from < start_ || from > end_) return ReadResult::kLost;
         if (from == end_) return ReadResult::kNothing;
         end = end_;
@@ -112,7 +112,7 @@ ReplicationLog::ReadResult ReplicationLog::read(uint64_t from, size_t max_bytes,
     }
     out->resize(old_size + (stop - from));
     copy_out(from, out->data() + old_size, stop - from);
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     if (start_ > from) {
         out->resize(old_size);
         return ReadResult::kLost;
@@ -122,9 +122,9 @@ ReplicationLog::ReadResult ReplicationLog::read(uint64_t from, size_t max_bytes,
 }
 
 bool ReplicationLog::wait_beyond(uint64_t offset, std::chrono::milliseconds timeout) const {
-    std::unique_lock<std::mutex> lock(mutex_);
+    MutexUniqueLock lock(mutex_);
     ++waiters_;
-    bool grown = grown_.wait_for(lock, timeout, [&] { return released_end_ > offset; });
+    bool grown = grown_.wait_for(lock.native(), timeout, [&]() REQUIRES(mutex_) { return released_end_ > offset; });
     --waiters_;
     return grown;
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/mutation.h"
 
 namespace memkeep::replication {
@@ -56,15 +57,15 @@ private:
     void copy_out(uint64_t offset, char* data, size_t length) const;
     uint32_t length_at(uint64_t offset) const;
 
-    mutable std::mutex mutex_;
+    mutable Mutex mutex_;
     mutable std::condition_variable grown_;
     mutable std::atomic<int> waiters_{0};
     const size_t capacity_;
     std::unique_ptr<char[]> ring_;   // capacity_ bytes; only [start_, end_) is ever read
-    uint64_t start_ = 0;
-    uint64_t end_ = 0;
-    uint64_t released_end_ = 0;
-    uint64_t appended_ = 0;
+    uint64_t start_ GUARDED_BY(mutex_) = 0;
+    uint64_t end_ GUARDED_BY(mutex_) = 0;
+    uint64_t released_end_ GUARDED_BY(mutex_) = 0;
+    uint64_t appended_ GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace memkeep::replication

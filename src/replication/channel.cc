@@ -26,12 +26,12 @@ Channel::~Channel() { ::close(fd_); }
 void Channel::shut_down() { ::shutdown(fd_, SHUT_RDWR); }
 
 std::string Channel::error() const {
-    std::lock_guard<std::mutex> guard(error_mutex_);
+    MutexLock guard(error_mutex_);
     return error_;
 }
 
 void Channel::set_error(const char* why) {
-    std::lock_guard<std::mutex> guard(error_mutex_);
+    MutexLock guard(error_mutex_);
     error_ = why;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "replication/wire.h"
 
 namespace memkeep::replication {
@@ -50,8 +51,8 @@ private:
     int fd_;
     std::string buffer_;   // received, not yet returned
     size_t consumed_ = 0;
-    mutable std::mutex error_mutex_;
-    std::string error_;   // guarded by error_mutex_
+    mutable Mutex error_mutex_;
+    std::string error_ GUARDED_BY(error_mutex_);
     std::atomic<uint64_t>* sent_total_ = nullptr;
     std::atomic<uint64_t>* received_total_ = nullptr;
 };

@@ -1,5 +1,6 @@
 #include "storage/durable_store.h"
 
+#include "common/mutex.h"
 #include "storage/data_dir.h"
 #include "storage/hash_memtable.h"
 #include "storage/queued_writes.h"
@@ -128,14 +129,14 @@ public:
 
     ~DurableStore() override {
         {
-            std::unique_lock<std::mutex> lock(mutex_);
+            MutexUniqueLock lock(mutex_);
             stopping_ = true;
             housekeeping_.notify_all();
         }
         housekeeper_.join();
         {
-            std::unique_lock<std::mutex> lock(mutex_);
-            drain(lock);
+            MutexUniqueLock lock(mutex_);
+            drain(lock.native());
         }
         db_->SyncWAL();
         db_->Close();
@@ -149,7 +150,7 @@ public:
         rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
         rocksdb::Slice record_parts[2] = {rocksdb::Slice(header, kRecordHeaderSize),
                                           rocksdb::Slice(record.value.data(), record.value.size())};
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         rocksdb::WriteBatch& batch = queued_->batch;
         if (!batch.Put(rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(record_parts, 2)).ok()) return 0;
         queued_->writes.added(QueuedWrites::Kind::kPut, key.size(), kRecordHeaderSize + record.value.size(),
@@ -159,7 +160,7 @@ public:
 
     uint64_t remove(std::string_view key) override {
         rocksdb::Slice key_parts[2] = {rocksdb::Slice(&kDataPrefix, 1), rocksdb::Slice(key.data(), key.size())};
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         rocksdb::WriteBatch& batch = queued_->batch;
         if (!batch.Delete(rocksdb::SliceParts(key_parts, 2)).ok()) return 0;
         queued_->writes.added(QueuedWrites::Kind::kRemove, key.size(), 0, batch.GetDataSize());
@@ -168,11 +169,11 @@ public:
 
     uint64_t remove_all() override {
         // Rare (flush_all). Not while a checkpoint is being taken (see below).
-        std::lock_guard<std::mutex> maintenance(maintenance_mutex_);
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexLock maintenance(maintenance_mutex_);
+        MutexUniqueLock lock(mutex_);
         // Write what is queued, then delete the whole data range and sync,
         // before anything else is queued.
-        drain(lock);
+        drain(lock.native());
         std::string begin(1, kDataPrefix), end(1, static_cast<char>(kDataPrefix + 1));
         rocksdb::WriteOptions synced;
         synced.sync = true;
@@ -200,13 +201,13 @@ public:
         {
             // Everything queued before the call is written first, so the
             // iterator sees it.
-            std::unique_lock<std::mutex> lock(mutex_);
+            MutexUniqueLock lock(mutex_);
             uint64_t wanted = queued_count_;
             while (committed_ < wanted) {
                 if (committing_) {
-                    committed_cv_.wait(lock);
+                    committed_cv_.wait(lock.native());
                 } else {
-                    commit(lock);
+                    commit(lock.native());
                 }
             }
         }
@@ -231,7 +232,7 @@ public:
 
     bool get(std::string_view key, Record* out) override {
         {
-            std::lock_guard<std::mutex> guard(mutex_);
+            MutexLock guard(mutex_);
             // The queue holds newer writes than the batch being written
             // (which RocksDB only reads meanwhile).
             for (Pending* pending : {queued_, committing_}) {
@@ -254,12 +255,12 @@ public:
     // the process alone cannot lose it), and with --fsync always once synced.
     void wait_durable(uint64_t ticket) override {
         if (ticket == 0) return;
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexUniqueLock lock(mutex_);
         while (committed_ < ticket) {
             if (committing_) {
-                committed_cv_.wait(lock);
+                committed_cv_.wait(lock.native());
             } else {
-                commit(lock);
+                commit(lock.native());
             }
         }
     }
@@ -269,7 +270,7 @@ public:
         meta_key.append(name);
         uint64_t ticket;
         {
-            std::lock_guard<std::mutex> guard(mutex_);
+            MutexLock guard(mutex_);
             // Written with the data, not indexed: reads of it go to RocksDB.
             if (!queued_->batch.Put(meta_key, rocksdb::Slice(value.data(), value.size())).ok()) return false;
             ticket = ++queued_count_;
@@ -289,7 +290,7 @@ public:
         // replays them into one memtable. With in-place updates that is only
         // equivalent to the live store when no range deletion (remove_all)
         // sits between the writes of those logs, hence the maintenance lock.
-        std::lock_guard<std::mutex> maintenance(maintenance_mutex_);
+        MutexLock maintenance(maintenance_mutex_);
         rocksdb::Checkpoint* raw = nullptr;
         rocksdb::Status status = rocksdb::Checkpoint::Create(db_, &raw);
         std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
@@ -328,7 +329,7 @@ public:
         // RocksDB's estimate: overwritten keys may count more than once until compaction.
         out.emplace_back("storage_items_on_disk", std::to_string(property("rocksdb.estimate-num-keys")));
         out.emplace_back("storage_disk_reads", std::to_string(reads_.load()));
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         out.emplace_back("storage_wal_writes", std::to_string(batches_written_));
         out.emplace_back("storage_wal_syncs", std::to_string(wal_syncs_));
         out.emplace_back("storage_last_sync_time", std::to_string(last_sync_time_));
@@ -338,7 +339,7 @@ public:
 private:
     // Writes everything queued as one batch. Called with the lock held and
     // no batch being written; the lock is released while RocksDB writes.
-    void commit(std::unique_lock<std::mutex>& lock) {
+    void commit(std::unique_lock<std::mutex>& lock) REQUIRES(mutex_) {
         Pending* pending = queued_;
         queued_ = pending == &pending_[0] ? &pending_[1] : &pending_[0];
         committing_ = pending;
@@ -383,7 +384,7 @@ private:
     }
 
     // Writes everything queued so far and waits for it. Called with the lock held.
-    void drain(std::unique_lock<std::mutex>& lock) {
+    void drain(std::unique_lock<std::mutex>& lock) REQUIRES(mutex_) {
         while (committing_ || queued_->batch.Count() > 0) {
             if (committing_) {
                 committed_cv_.wait(lock);
@@ -394,19 +395,19 @@ private:
     }
 
     void housekeeping_loop() {
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexUniqueLock lock(mutex_);
         uint64_t synced = 0;
         uint64_t queued_at_last_look = 0;
         auto last_sync = std::chrono::steady_clock::now();
         while (!stopping_) {
-            housekeeping_.wait_for(lock, kHousekeepingTick);
+            housekeeping_.wait_for(lock.native(), kHousekeepingTick);
             if (stopping_) break;
             // Queued at the last look and still not written: nobody waits.
-            if (!committing_ && committed_ < queued_at_last_look) commit(lock);
+            if (!committing_ && committed_ < queued_at_last_look) commit(lock.native());
             queued_at_last_look = queued_count_;
 
             if (wal_since_switch_->bytes.load(std::memory_order_relaxed) >= min_wal_bytes_before_flush_) {
-                flush_memtable_if_log_is_long(lock);
+                flush_memtable_if_log_is_long(lock.native());
             }
 
             auto now = std::chrono::steady_clock::now();
@@ -431,7 +432,7 @@ private:
     // See kWalToMemtableBeforeFlush. Only the switch to a new memtable
     // happens here; RocksDB flushes the old one in the background. Called
     // with the lock held.
-    void flush_memtable_if_log_is_long(std::unique_lock<std::mutex>& lock) {
+    void flush_memtable_if_log_is_long(std::unique_lock<std::mutex>& lock) REQUIRES(mutex_) {
         lock.unlock();
         uint64_t memtable_bytes = 0;
         uint64_t waiting_memtables = 0;
@@ -464,8 +465,8 @@ private:
     const uint64_t min_wal_bytes_before_flush_;  // see kMinWalToMemtableBudget
     std::atomic<uint64_t> reads_{0};
 
-    std::mutex maintenance_mutex_;          // remove_all and checkpoint, one at a time
-    std::mutex mutex_;
+    Mutex maintenance_mutex_;          // remove_all and checkpoint, one at a time
+    Mutex mutex_;
     std::condition_variable committed_cv_;  // a batch was written
     std::condition_variable housekeeping_;  // stopping, or the write-ahead log wants a flush
     // Writes not in RocksDB yet: appended to a batch as they come, and the
@@ -485,15 +486,15 @@ private:
     };
     static constexpr size_t kKeptBatchBytes = 64u << 20;
     Pending pending_[2];
-    Pending* queued_ = &pending_[0];     // where new writes go
-    Pending* committing_ = nullptr;      // the batch being written, if any
-    uint64_t queued_count_ = 0;   // tickets handed out
-    uint64_t committed_ = 0;      // tickets written
-    bool stopping_ = false;
-    uint64_t batches_written_ = 0;
-    uint64_t wal_syncs_ = 0;
-    int64_t last_sync_time_ = 0;
-    uint64_t write_errors_ = 0;
+    Pending* queued_ GUARDED_BY(mutex_) = &pending_[0];     // where new writes go
+    Pending* committing_ GUARDED_BY(mutex_) = nullptr;      // the batch being written, if any
+    uint64_t queued_count_ GUARDED_BY(mutex_) = 0;   // tickets handed out
+    uint64_t committed_ GUARDED_BY(mutex_) = 0;      // tickets written
+    bool stopping_ GUARDED_BY(mutex_) = false;
+    uint64_t batches_written_ GUARDED_BY(mutex_) = 0;
+    uint64_t wal_syncs_ GUARDED_BY(mutex_) = 0;
+    int64_t last_sync_time_ GUARDED_BY(mutex_) = 0;
+    uint64_t write_errors_ GUARDED_BY(mutex_) = 0;
     std::thread housekeeper_;
 };
 

@@ -9,6 +9,21 @@
 //
 // Every operation takes the calling worker's OpStats, so counting needs no
 // shared writes.
+//
+// Threads: one Engine is shared by every thread of the server. The worker
+// threads (net::Worker, -t of them) call the command operations, wait_durable
+// and flush_replication, each with its own OpStats; replication link threads
+// call apply and flush_replication (with the link's OpStats); feed threads
+// call snapshot; the server's main thread calls run_maintenance and
+// save_state about once a second and at shutdown; set_replication is called
+// once before any client is served. Every public operation may run on any
+// of these threads at once: a key's operations are serialised by its cache
+// shard lock (so a key's mutations are published in the order they happen),
+// flushes by flush_mutex_, and nothing else is held across calls. An OpStats
+// is used by one thread at a time. An item reference returned to a caller
+// stays valid (reference counted) after the key changes, and its key and
+// value never change under it; its cas, exptime and state bits may (touch,
+// gat), so a caller uses the ones the operation returned.
 
 #include <cstdint>
 #include <functional>

@@ -6,6 +6,18 @@
 // Writes return a ticket. With an fsync policy that syncs on every write, a
 // command waits for its ticket (wait_durable) before it is acknowledged; many
 // commands share one sync (group commit).
+//
+// Threads: the engine calls a Backend from every thread that runs commands
+// (the worker threads, replication link threads applying mutations, feed
+// threads scanning for a full sync, the main thread's maintenance tick), at
+// once and for different or the same keys. Every method is safe to call
+// concurrently; put/remove are called with the key's cache shard locked, so
+// a key's writes reach the backend in the order they happened, and a
+// backend must not call back into the engine or block on anything but its
+// own locks and I/O there (the overflow tier queues the write; the durable
+// store appends it to the batch being gathered). A get after a put of the
+// same key returns that put's version, even before it is durable. The
+// backend's own threads (batch writer, housekeeping) never call the engine.
 
 #include <cstdint>
 #include <functional>

@@ -231,7 +231,7 @@ def server_factory():
     if halted:
         pytest.fail(
             "server halted on a sanitizer report (exit code %d):\n" % SANITIZER_EXIT_CODE
-            + "\n".join(f"pid {p.pid} {p.cmd}\n{p.sanitizer_report[-6000:]}" for p in halted),
+            + "\n".join(f"pid {p.pid} {p.cmd}\n{p.sanitizer_report[:12000]}" for p in halted),
             pytrace=False,
         )
 

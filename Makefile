@@ -2,7 +2,7 @@
 JOBS ?= 2
 BUILD ?= build
 
-.PHONY: deps build run test test-release test-sanitize fuzz clean
+.PHONY: deps build run test test-release test-sanitize test-tsan fuzz clean
 
 deps:
 	./scripts/install-deps.sh
@@ -16,8 +16,9 @@ run: build
 	./$(BUILD)/memkeep
 
 # Every test: unit + integration (release build), the same under
-# AddressSanitizer and UndefinedBehaviorSanitizer, and a bounded fuzz run.
-test: test-release test-sanitize fuzz
+# AddressSanitizer and UndefinedBehaviorSanitizer, the unit and replication
+# tests under ThreadSanitizer, and a bounded fuzz run.
+test: test-release test-sanitize test-tsan fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure
@@ -27,6 +28,19 @@ test-sanitize: deps
 	cmake --build build-sanitize -j$(JOBS)
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure
+
+# ThreadSanitizer on the code with threads that share state: the unit tests
+# and the replication integration tests (feeds, links, --repl-sync). A report
+# halts the process with exit code 66: the unit test binary then fails, and
+# conftest.py's server_factory fails the test whose server exited so.
+# tests/tsan.supp says what is suppressed and why.
+TSAN_OPTIONS_ALL = halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp
+test-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Tsan
+	cmake --build build-tsan -j$(JOBS)
+	TSAN_OPTIONS=$(TSAN_OPTIONS_ALL) ./build-tsan/tests/unit_tests
+	TSAN_OPTIONS=$(TSAN_OPTIONS_ALL) MEMKEEP_BIN=$(CURDIR)/build-tsan/memkeep MEMKEEP_SANITIZED=1 \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider $(wildcard tests/integration/test_replication*.py)
 
 # libFuzzer on the text/meta and the binary protocol paths, on what a
 # replication peer sends, on the -Y/-S authentication gate, on UDP
@@ -54,4 +68,4 @@ fuzz: deps
 		build-fuzz/corpus-handshake tests/fuzz/seeds-handshake
 
 clean:
-	rm -rf $(BUILD) build-sanitize build-fuzz
+	rm -rf $(BUILD) build-sanitize build-tsan build-fuzz

@@ -292,7 +292,7 @@ void Cache::for_each_item(const std::function<void(ItemSnapshot&&)>& visit) {
             for (Item* head : shard->buckets) {
                 for (Item* item = head; item; item = item->hash_next) {
                     item->refcount.fetch_add(1, std::memory_order_relaxed);
-                    batch.push_back(ItemSnapshot{ItemRef(item, &budget_), item->exptime, item->origin_tag});
+                    batch.push_back(ItemSnapshot{ItemRef(item, &budget_), item->cas, item->exptime, item->origin_tag, item->state});
                 }
             }
         }

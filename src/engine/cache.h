@@ -114,8 +114,12 @@ public:
     // change) plus the fields that may change in place, read under the lock.
     struct ItemSnapshot {
         ItemRef item;
+        // Read under the shard lock: touch, gat and meta delete's I change
+        // these in place, and a read's mark_used changes state.
+        uint64_t cas;
         uint32_t exptime;
         uint16_t origin_tag;
+        uint8_t state;
     };
     // Calls `visit` for every linked item, one shard at a time; the shard's
     // lock is held only while its items are collected, not during `visit`.

@@ -180,17 +180,19 @@ void Engine::changed_in_place(Item& item, DurabilityWait& durability) {
 }
 
 namespace {
-// The mutation that says "the key now holds this item version" (`exptime`
-// passed apart: a snapshot reads it under the shard lock).
-Mutation set_mutation(const Item& item, uint32_t exptime, uint16_t origin_tag, uint64_t origin) {
+// The mutation that says "the key now holds this item version". What can
+// change in place (cas, exptime, origin_tag, state) is passed apart: a
+// snapshot reads it under the shard lock (see Cache::ItemSnapshot).
+Mutation set_mutation(const Item& item, uint64_t cas, uint32_t exptime, uint16_t origin_tag, uint8_t state,
+                      uint64_t origin) {
     Mutation mutation;
     mutation.kind = MutationKind::kSet;
     mutation.origin = origin;
     mutation.origin_tag = origin_tag;
-    mutation.version = item.cas;
+    mutation.version = cas;
     mutation.client_flags = item.client_flags;
     mutation.exptime = exptime;
-    mutation.item_state = item.state & (kItemStale | kItemKeyBinary);
+    mutation.item_state = state & (kItemStale | kItemKeyBinary);
     mutation.key = item.key();
     mutation.value = item.value();
     return mutation;
@@ -213,7 +215,8 @@ void Engine::publish_item(Item& item, DurabilityWait& durability, uint64_t origi
         item.origin_tag = own_tag_;
         origin = sink_->node_id();
     }
-    durability.add_replication(sink_->publish(set_mutation(item, item.exptime, item.origin_tag, origin)));
+    durability.add_replication(
+        sink_->publish(set_mutation(item, item.cas, item.exptime, item.origin_tag, item.state, origin)));
 }
 
 void Engine::publish_removal(std::string_view key, Stamp stamp, DurabilityWait& durability, uint64_t origin) {
@@ -309,7 +312,7 @@ bool Engine::unchanged_beyond_ram(const Item& source) {
 void Engine::wait_for_flush(std::optional<Cache::Slot>& slot, std::string_view key) {
     slot.reset();
     if (config_.unlocked_hook) config_.unlocked_hook(key);
-    { std::lock_guard<std::mutex> flush_over(flush_mutex_); }
+    { MutexLock flush_over(flush_mutex_); }
     slot.emplace(cache_.lock(key));
 }
 
@@ -330,7 +333,7 @@ bool Engine::item_size_ok(size_t key_length, uint32_t client_flags, size_t value
 void Engine::apply_due_flush() {
     int64_t due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || now_seconds() < due) return;
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     due = pending_flush_at_.load(std::memory_order_acquire);
     if (due == 0 || now_seconds() < due) return;
     // Replicated, every node computes the same horizon from the same time.
@@ -767,7 +770,7 @@ TouchStatus Engine::touch_unreplicated(std::string_view key, int64_t exptime, Op
 
 void Engine::flush_all_unreplicated(int64_t delay, OpStats& stats) {
     stats.cmd_flush.add();
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     if (replicating()) {
         // A flush is published as the horizon below which items go: now
         // (a fresh version), or the moment a delayed flush is due.
@@ -926,7 +929,7 @@ void Engine::flush_items(std::optional<uint64_t> horizon) {
 }
 
 ApplyOutcome Engine::apply_flush(const Mutation& mutation) {
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     if (mutation.flush_at > 0 && mutation.flush_at > now_seconds()) {
         if (pending_flush_at_.load() == mutation.flush_at) return ApplyOutcome::kDuplicate;
         pending_flush_at_.store(mutation.flush_at, std::memory_order_release);
@@ -1024,7 +1027,8 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
     } else {
         cache_.for_each_item([&](Cache::ItemSnapshot&& snapshot) {
             if (is_expired(snapshot.exptime, now)) return;
-            visit(set_mutation(*snapshot.item, snapshot.exptime, snapshot.origin_tag, 0));
+            visit(set_mutation(*snapshot.item, snapshot.cas, snapshot.exptime, snapshot.origin_tag, snapshot.state,
+                               0));
         });
         // Items evicted to disk (older copies of keys in RAM lose on the other side).
         if (overflow()) backend_->scan(visit_record);
@@ -1035,7 +1039,7 @@ void Engine::snapshot(const std::function<void(const Mutation&)>& visit) {
 }
 
 void Engine::clear_all() {
-    std::lock_guard<std::mutex> guard(flush_mutex_);
+    MutexLock guard(flush_mutex_);
     cache_.clear();
     tombstones_.clear();
     flush_floor_.store(0);

@@ -9,6 +9,21 @@
 //
 // Every operation takes the calling worker's OpStats, so counting needs no
 // shared writes.
+//
+// Threads: one Engine is shared by every thread of the server. The worker
+// threads (net::Worker, -t of them) call the command operations, wait_durable
+// and flush_replication, each with its own OpStats; replication link threads
+// call apply and flush_replication (with the link's OpStats); feed threads
+// call snapshot; the server's main thread calls run_maintenance and
+// save_state about once a second and at shutdown; set_replication is called
+// once before any client is served. Every public operation may run on any
+// of these threads at once: a key's operations are serialised by its cache
+// shard lock (so a key's mutations are published in the order they happen),
+// flushes by flush_mutex_, and nothing else is held across calls. An OpStats
+// is used by one thread at a time. An item reference returned to a caller
+// stays valid (reference counted) after the key changes, and its key and
+// value never change under it; its cas, exptime and state bits may (touch,
+// gat), so a caller uses the ones the operation returned.
 
 #include <cstdint>
 #include <functional>
@@ -17,6 +32,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/item.h"
@@ -289,7 +305,7 @@ private:
     // removes every item, or with a horizon (a replicated flush_all) every
     // item older than it, from RAM and the store, in the order that keeps
     // readers from bringing a flushed item back. Called with flush_mutex_ held.
-    void flush_items(std::optional<uint64_t> horizon);
+    void flush_items(std::optional<uint64_t> horizon) REQUIRES(flush_mutex_);
     static uint64_t version_at(int64_t unix_seconds) { return static_cast<uint64_t>(unix_seconds) * 1000 << 16; }
     // The operations as they were before replication wrapped them.
     FetchResult fetch_unreplicated(const FetchRequest& request, OpStats& stats);
@@ -359,7 +375,7 @@ private:
     // recaches too few (more disk reads per get).
     static constexpr size_t kRecentDiskReads = 1 << 12;
     std::unique_ptr<std::atomic<uint64_t>[]> recent_disk_reads_{new std::atomic<uint64_t>[kRecentDiskReads]()};
-    std::mutex flush_mutex_;
+    Mutex flush_mutex_;
     // Odd while a flush runs (see flush_items): a record read from the store
     // is linked into RAM only under the same even epoch it was read in.
     std::atomic<uint64_t> flush_epoch_{0};

@@ -10,6 +10,15 @@
 // Ordering between nodes is last-writer-wins on a Stamp: the version (the
 // hybrid-logical-clock value that is also the item's CAS) and, to break a tie
 // between two nodes that issued the same version, the writing node's tag.
+//
+// Threads (ReplicationSink): the engine calls publish from every thread that
+// writes (workers, replication links applying mutations), concurrently, with
+// the written key's cache shard locked: publish must be short, must not block
+// on the network or call back into the engine, and keeps the order of one
+// key's mutations. release, wait_replicated and sync_required are called by
+// the same threads without any engine lock held; wait_replicated blocks the
+// calling thread (up to --repl-sync-timeout), never the others. node_id is
+// constant. A Mutation's key and value are views valid only during the call.
 
 #include <cstdint>
 #include <string_view>

@@ -3,7 +3,7 @@
 namespace memkeep::engine {
 
 void Tombstones::record(std::string_view key, Stamp stamp) {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     auto [it, inserted] = by_key_.try_emplace(std::string(key), stamp);
     if (!inserted) {
         if (stamp.newer_than(it->second)) it->second = stamp;
@@ -17,14 +17,14 @@ void Tombstones::record(std::string_view key, Stamp stamp) {
 }
 
 std::optional<Stamp> Tombstones::find(std::string_view key) const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     auto it = by_key_.find(std::string(key));
     if (it == by_key_.end()) return std::nullopt;
     return it->second;
 }
 
 void Tombstones::forget_older_than(uint64_t version) {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     std::deque<std::string> kept;
     for (std::string& key : order_) {
         auto it = by_key_.find(key);
@@ -36,18 +36,18 @@ void Tombstones::forget_older_than(uint64_t version) {
 }
 
 void Tombstones::clear() {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     by_key_.clear();
     order_.clear();
 }
 
 size_t Tombstones::size() const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     return by_key_.size();
 }
 
 void Tombstones::for_each(const std::function<void(std::string_view, Stamp)>& visit) const {
-    std::lock_guard<std::mutex> guard(mutex_);
+    MutexLock guard(mutex_);
     for (const auto& [key, stamp] : by_key_) visit(key, stamp);
 }
 

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "engine/mutation.h"
 
 namespace memkeep::engine {
@@ -35,9 +36,9 @@ public:
 
 private:
     size_t capacity_;
-    mutable std::mutex mutex_;
-    std::unordered_map<std::string, Stamp> by_key_;
-    std::deque<std::string> order_;   // oldest first; may name keys already replaced
+    mutable Mutex mutex_;
+    std::unordered_map<std::string, Stamp> by_key_ GUARDED_BY(mutex_);
+    std::deque<std::string> order_ GUARDED_BY(mutex_);   // oldest first; may name keys already replaced
 };
 
 }  // namespace memkeep::engine

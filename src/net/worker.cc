@@ -57,7 +57,7 @@ void Worker::join() {
 
 void Worker::add_connection(int fd, std::shared_ptr<ConnectionInfo> info) {
     {
-        std::lock_guard<std::mutex> guard(queue_mutex_);
+        MutexLock guard(queue_mutex_);
         queue_.emplace_back(fd, std::move(info));
     }
     uint64_t one = 1;
@@ -88,7 +88,7 @@ void Worker::reset_stats() {
 void Worker::accept_queued() {
     std::vector<std::pair<int, std::shared_ptr<ConnectionInfo>>> arrived;
     {
-        std::lock_guard<std::mutex> guard(queue_mutex_);
+        MutexLock guard(queue_mutex_);
         arrived.swap(queue_);
     }
     for (auto& [fd, info] : arrived) {

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/engine.h"
 #include "engine/op_stats.h"
 #include "net/connection.h"
@@ -82,8 +83,8 @@ private:
     std::atomic<bool> stopping_{false};
     std::thread thread_;
 
-    std::mutex queue_mutex_;
-    std::vector<std::pair<int, std::shared_ptr<ConnectionInfo>>> queue_;
+    Mutex queue_mutex_;
+    std::vector<std::pair<int, std::shared_ptr<ConnectionInfo>>> queue_ GUARDED_BY(queue_mutex_);
 
     std::unordered_map<int, Entry> connections_;
     std::vector<int> ready_;   // connections that yielded with requests left

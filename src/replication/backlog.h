@@ -13,10 +13,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/mutation.h"
 
 namespace memkeep::replication {
@@ -30,7 +32,7 @@ public:
 
     uint64_t start() const;   // the oldest offset still held
     uint64_t end() const;     // the offset the next mutation gets
-    size_t capacity() const { return ring_.size(); }
+    size_t capacity() const { return capacity_; }
     uint64_t appended() const;  // mutations appended so far
 
     enum class ReadResult { kOk, kNothing, kLost };
@@ -55,14 +57,15 @@ private:
     void copy_out(uint64_t offset, char* data, size_t length) const;
     uint32_t length_at(uint64_t offset) const;
 
-    mutable std::mutex mutex_;
+    mutable Mutex mutex_;
     mutable std::condition_variable grown_;
     mutable std::atomic<int> waiters_{0};
-    std::vector<char> ring_;
-    uint64_t start_ = 0;
-    uint64_t end_ = 0;
-    uint64_t released_end_ = 0;
-    uint64_t appended_ = 0;
+    const size_t capacity_;
+    std::unique_ptr<char[]> ring_;   // capacity_ bytes; only [start_, end_) is ever read
+    uint64_t start_ GUARDED_BY(mutex_) = 0;
+    uint64_t end_ GUARDED_BY(mutex_) = 0;
+    uint64_t released_end_ GUARDED_BY(mutex_) = 0;
+    uint64_t appended_ GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace memkeep::replication

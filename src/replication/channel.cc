@@ -42,7 +42,7 @@ bool Channel::wait_for(short events, const char* timeout_error) {
         int ready = left > 0 ? ::poll(&waiting, 1, static_cast<int>(left)) : 0;
         if (ready < 0 && errno == EINTR) continue;
         if (ready > 0) return true;
-        error_ = deadline_ms_ != 0 ? "handshake not finished in time" : timeout_error;
+        set_error(deadline_ms_ != 0 ? "handshake not finished in time" : timeout_error);
         return false;
     }
 }
@@ -50,7 +50,7 @@ bool Channel::wait_for(short events, const char* timeout_error) {
 bool Channel::start_tls(SSL_CTX* context, bool accepting) {
     ssl_ = SSL_new(context);
     if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
-        error_ = "TLS: " + openssl_error_text();
+        set_error("TLS: " + openssl_error_text());
         return false;
     }
     if (accepting) {
@@ -69,8 +69,8 @@ bool Channel::start_tls(SSL_CTX* context, bool accepting) {
             if (!wait_for(POLLOUT, "TLS handshake timed out")) return false;
         } else {
             long verify = SSL_get_verify_result(ssl_);
-            error_ = "TLS handshake failed: " + (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify))
-                                                                     : openssl_error_text());
+            set_error("TLS handshake failed: " + (verify != X509_V_OK ? std::string(X509_verify_cert_error_string(verify))
+                                                                     : openssl_error_text()));
             return false;
         }
     }
@@ -106,7 +106,7 @@ bool Channel::tls_send(std::string_view bytes) {
         } else if (reason == SSL_ERROR_WANT_READ) {
             if (!wait_for(POLLIN, "write timed out")) return false;
         } else {
-            error_ = "connection lost";
+            set_error("connection lost");
             return false;
         }
     }
@@ -129,14 +129,14 @@ ssize_t Channel::read_some(char* buffer, size_t size, bool wait) {
             } else if (reason == SSL_ERROR_WANT_WRITE) {
                 if (!wait_for(POLLOUT, "no data within the timeout")) return -1;
             } else if (reason == SSL_ERROR_ZERO_RETURN) {
-                error_ = "connection closed by the other node";
+                set_error("connection closed by the other node");
                 return -1;
             } else if (reason == SSL_ERROR_SSL) {
                 // A record that does not authenticate: bytes someone else put in the stream.
-                error_ = "TLS record refused: " + openssl_error_text();
+                set_error("TLS record refused: " + openssl_error_text());
                 return -1;
             } else {
-                error_ = "connection lost";
+                set_error("connection lost");
                 return -1;
             }
         }
@@ -148,9 +148,9 @@ ssize_t Channel::read_some(char* buffer, size_t size, bool wait) {
         if (n > 0) return n;
         if (n < 0 && !wait && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
         if (n == 0) {
-            error_ = "connection closed by the other node";
+            set_error("connection closed by the other node");
         } else {
-            error_ = errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost";
+            set_error(errno == EAGAIN || errno == EWOULDBLOCK ? "no data within the timeout" : "connection lost");
         }
         return -1;
     }
@@ -158,13 +158,23 @@ ssize_t Channel::read_some(char* buffer, size_t size, bool wait) {
 
 void Channel::shut_down() { ::shutdown(fd_, SHUT_RDWR); }
 
+std::string Channel::error() const {
+    MutexLock guard(error_mutex_);
+    return error_;
+}
+
+void Channel::set_error(std::string why) {
+    MutexLock guard(error_mutex_);
+    error_ = std::move(why);
+}
+
 bool Channel::send(std::string_view bytes) {
     if (ssl_) return tls_send(bytes);
     while (!bytes.empty()) {
         ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            error_ = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "connection lost";
+            set_error(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "connection lost");
             return false;
         }
         bytes.remove_prefix(static_cast<size_t>(n));
@@ -214,8 +224,8 @@ bool Channel::receive(FrameType* type, std::string* payload) {
     uint32_t length;
     std::memcpy(&length, buffer_.data() + consumed_ + 1, 4);
     if (length > max_payload_) {
-        error_ = max_payload_ < kMaxFramePayload ? "handshake frame too large"
-                                                 : "frame too large (garbage or an incompatible node)";
+        set_error(max_payload_ < kMaxFramePayload ? "handshake frame too large"
+                                                 : "frame too large (garbage or an incompatible node)");
         return false;
     }
     while (buffer_.size() - consumed_ < kFrameHeaderSize + length) {

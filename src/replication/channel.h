@@ -15,10 +15,12 @@
 #include <atomic>
 #include <mutex>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
 
+#include "common/mutex.h"
 #include "replication/wire.h"
 
 namespace memkeep::replication {
@@ -62,7 +64,10 @@ public:
     }
     // Unblocks any thread in send or receive (they then fail).
     void shut_down();
-    const std::string& error() const { return error_; }
+    // Why the last send or receive failed. Under --repl-sync a feed's
+    // acknowledgement reader and its writer fail on the same channel, so this
+    // is a copy taken under error_mutex_.
+    std::string error() const;
 
     // Adds the bytes sent and received to these node-wide counters too.
     void count_into(std::atomic<uint64_t>* sent, std::atomic<uint64_t>* received) {
@@ -79,6 +84,7 @@ private:
     // (error_ set) when neither came.
     bool wait_for(short events, const char* timeout_error);
     bool tls_send(std::string_view bytes);
+    void set_error(std::string why);
 
     int fd_;
     int timeout_ms_;
@@ -88,7 +94,8 @@ private:
     int64_t deadline_ms_ = 0;   // 0: none
     std::string buffer_;   // received, not yet returned
     size_t consumed_ = 0;
-    std::string error_;
+    mutable Mutex error_mutex_;
+    std::string error_ GUARDED_BY(error_mutex_);
     std::atomic<uint64_t>* sent_total_ = nullptr;
     std::atomic<uint64_t>* received_total_ = nullptr;
 };

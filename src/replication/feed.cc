@@ -221,7 +221,7 @@ bool Feed::record_ack(FrameType type, const std::string& payload) {
         return false;
     }
     {
-        std::lock_guard<std::mutex> guard(node_.acks_mutex);
+        MutexLock guard(node_.acks_mutex);
         acked_.store(offset);
     }
     last_ack_ms_.store(monotonic_ms());
@@ -290,7 +290,7 @@ void Feed::run() {
     channel_->shut_down();
     if (reader_.joinable()) reader_.join();
     {
-        std::lock_guard<std::mutex> guard(node_.acks_mutex);
+        MutexLock guard(node_.acks_mutex);
         finished_.store(true);
     }
     node_.acks_changed.notify_all();

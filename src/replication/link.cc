@@ -48,11 +48,11 @@ void Link::start() {
 
 void Link::stop() {
     {
-        std::lock_guard<std::mutex> guard(wake_mutex_);
+        MutexLock guard(wake_mutex_);
         stopping_.store(true);
     }
     wake_.notify_all();
-    std::lock_guard<std::mutex> guard(channel_mutex_);
+    MutexLock guard(channel_mutex_);
     if (channel_) channel_->shut_down();
 }
 
@@ -109,14 +109,14 @@ bool Link::session() {
     // handshake's worth of memory and time.
     channel.limit_handshake(kMaxHandshakePayload, monotonic_ms() + kHandshakeDeadlineMs);
     {
-        std::lock_guard<std::mutex> guard(channel_mutex_);
+        MutexLock guard(channel_mutex_);
         if (stopping_.load()) return false;
         channel_ = &channel;
     }
     struct Unregister {
         Link* link;
         ~Unregister() {
-            std::lock_guard<std::mutex> guard(link->channel_mutex_);
+            MutexLock guard(link->channel_mutex_);
             link->channel_ = nullptr;
         }
     } unregister{this};
@@ -272,8 +272,8 @@ void Link::run() {
     int backoff_ms = kFirstBackoffMs;
     while (!stopping_.load()) {
         if (session()) backoff_ms = kFirstBackoffMs;
-        std::unique_lock<std::mutex> lock(wake_mutex_);
-        wake_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_.load(); });
+        MutexUniqueLock lock(wake_mutex_);
+        wake_.wait_for(lock.native(), std::chrono::milliseconds(backoff_ms), [&] { return stopping_.load(); });
         backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
     }
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "common/mutex.h"
 #include "replication/channel.h"
 #include "replication/node.h"
 #include "replication/wire.h"
@@ -57,10 +58,10 @@ private:
     Role role_;
     std::thread thread_;
     std::atomic<bool> stopping_{false};
-    std::mutex wake_mutex_;
+    Mutex wake_mutex_;
     std::condition_variable wake_;
-    std::mutex channel_mutex_;
-    Channel* channel_ = nullptr;   // the live connection, for stop()
+    Mutex channel_mutex_;
+    Channel* channel_ GUARDED_BY(channel_mutex_) = nullptr;   // the live connection, for stop()
     std::atomic<State> state_{State::kConnecting};
     // Where to continue: the upstream's run id and the log offset applied.
     std::atomic<uint64_t> resume_run_id_{0};

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/engine.h"
 #include "replication/backlog.h"
 #include "replication/endpoint.h"
@@ -73,15 +74,15 @@ inline int64_t monotonic_ms() {
 class RepeatFilter {
 public:
     bool first_time(const std::string& line) {
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         if (line == last_) return false;
         last_ = line;
         return true;
     }
 
 private:
-    std::mutex mutex_;
-    std::string last_;
+    Mutex mutex_;
+    std::string last_ GUARDED_BY(mutex_);
 };
 
 struct Node {
@@ -93,7 +94,7 @@ struct Node {
     uint64_t node_id;
     uint64_t run_id;
     // Connected downstream nodes' acknowledgements (--repl-sync waits on them).
-    std::mutex& acks_mutex;
+    Mutex& acks_mutex;
     std::condition_variable& acks_changed;
     RepeatFilter& feed_log_filter;   // lines about connections this node refused
     SSL_CTX* tls = nullptr;          // --repl-tls (link_tls.h), set by Replicator::open

@@ -75,7 +75,7 @@ bool Replicator::start(std::string* error) {
             return false;
         }
     }
-    std::lock_guard<std::mutex> guard(links_mutex_);
+    MutexLock guard(links_mutex_);
     if (options_.replica) {
         links_.push_back(std::make_unique<Link>(node_, options_.primary, Role::kReplica));
     } else {
@@ -115,13 +115,13 @@ void Replicator::stop() {
     for (int fd : listen_fds_) ::close(fd);
     listen_fds_.clear();
     {
-        std::lock_guard<std::mutex> guard(links_mutex_);
+        MutexLock guard(links_mutex_);
         for (auto& link : links_) link->stop();
         links_.clear();
     }
     std::vector<std::unique_ptr<Feed>> feeds;
     {
-        std::lock_guard<std::mutex> guard(acks_mutex_);
+        MutexLock guard(acks_mutex_);
         feeds.swap(feeds_);
     }
     for (auto& feed : feeds) feed->stop();
@@ -168,7 +168,7 @@ void Replicator::accept_loop() {
 void Replicator::reap_finished_feeds() {
     std::vector<std::unique_ptr<Feed>> finished;
     {
-        std::lock_guard<std::mutex> guard(acks_mutex_);
+        MutexLock guard(acks_mutex_);
         auto keep = std::stable_partition(feeds_.begin(), feeds_.end(), [](const auto& feed) { return !feed->finished(); });
         std::move(keep, feeds_.end(), std::back_inserter(finished));
         feeds_.erase(keep, feeds_.end());
@@ -188,16 +188,16 @@ bool Replicator::release(bool urgent) {
 
 bool Replicator::wait_replicated(uint64_t offset, int* acknowledged, int* required) {
     *required = options_.sync_count;
-    auto count = [&] {
+    auto count = [&]() REQUIRES(acks_mutex_) {
         int n = 0;
         for (const auto& feed : feeds_) {
             if (!feed->finished() && feed->acked_offset() >= offset) ++n;
         }
         return n;
     };
-    std::unique_lock<std::mutex> lock(acks_mutex_);
-    bool enough = acks_changed_.wait_for(lock, std::chrono::milliseconds(options_.sync_timeout_ms),
-                                         [&] { return count() >= options_.sync_count || stopping_.load(); });
+    MutexUniqueLock lock(acks_mutex_);
+    bool enough = acks_changed_.wait_for(lock.native(), std::chrono::milliseconds(options_.sync_timeout_ms),
+                                         [&]() REQUIRES(acks_mutex_) { return count() >= options_.sync_count || stopping_.load(); });
     *acknowledged = count();
     if (enough && *acknowledged >= options_.sync_count) return true;
     counters_.sync_timeouts.fetch_add(1);
@@ -205,7 +205,7 @@ bool Replicator::wait_replicated(uint64_t offset, int* acknowledged, int* requir
 }
 
 std::string Replicator::promote() {
-    std::lock_guard<std::mutex> guard(links_mutex_);
+    MutexLock guard(links_mutex_);
     if (replica_.load()) {
         for (auto& link : links_) link->stop();
         links_.clear();
@@ -219,7 +219,7 @@ std::string Replicator::promote() {
 std::string Replicator::follow(std::string_view address) {
     Endpoint primary;
     if (!parse_endpoint(address, &primary)) return "CLIENT_ERROR bad address";
-    std::lock_guard<std::mutex> guard(links_mutex_);
+    MutexLock guard(links_mutex_);
     for (auto& link : links_) link->stop();
     links_.clear();
     replica_.store(true);
@@ -234,7 +234,7 @@ std::string Replicator::follow(std::string_view address) {
 }
 
 void Replicator::save_progress() {
-    std::lock_guard<std::mutex> guard(links_mutex_);
+    MutexLock guard(links_mutex_);
     for (auto& link : links_) link->save_progress();
 }
 
@@ -266,7 +266,7 @@ void Replicator::collect_stats(StatLines& out) {
     add("repl_unauthenticated_refused", c.unauthenticated_refused.load());
     add("repl_tombstones", engine_.tombstone_count());
     {
-        std::lock_guard<std::mutex> guard(links_mutex_);
+        MutexLock guard(links_mutex_);
         size_t up = 0;
         for (const auto& link : links_) up += link->state() == Link::State::kStreaming;
         add("repl_links_up", up);
@@ -279,7 +279,7 @@ void Replicator::collect_stats(StatLines& out) {
             add(prefix + "last_receive_ms", link.since_last_receive_ms());
         }
     }
-    std::lock_guard<std::mutex> guard(acks_mutex_);
+    MutexLock guard(acks_mutex_);
     uint64_t end = log_.end();
     size_t live = 0;
     for (const auto& feed : feeds_) live += !feed->finished() && feed->streaming();

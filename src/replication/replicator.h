@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/engine.h"
 #include "engine/mutation.h"
 #include "replication/backlog.h"
@@ -76,7 +77,7 @@ private:
     uint64_t run_id_;
     ReplicationLog log_;
     ReplicationCounters counters_;
-    std::mutex acks_mutex_;              // guards feeds_ and the acks they report
+    Mutex acks_mutex_;   // guards feeds_ and the acks they report
     std::condition_variable acks_changed_;
     RepeatFilter feed_log_filter_;
     Node node_;
@@ -84,10 +85,10 @@ private:
     std::vector<int> listen_fds_;
     std::thread acceptor_;
     std::atomic<bool> stopping_{false};
-    std::vector<std::unique_ptr<Feed>> feeds_;
+    std::vector<std::unique_ptr<Feed>> feeds_ GUARDED_BY(acks_mutex_);
     HandshakePool handshakes_;
-    std::mutex links_mutex_;
-    std::vector<std::unique_ptr<Link>> links_;
+    Mutex links_mutex_;
+    std::vector<std::unique_ptr<Link>> links_ GUARDED_BY(links_mutex_);
     std::atomic<bool> replica_{false};
     std::atomic<int64_t> last_release_us_{0};
 };

@@ -3,11 +3,17 @@
 // overflow tier). The engine calls it; it knows nothing of commands or
 // protocols, and this header includes nothing of RocksDB.
 //
-// Threads: worker threads call put/remove/get/read/stored_version with a
-// key's cache lock held, and wait_durable/writes_kept with no lock held;
-// replication threads call the same, plus scan and the meta calls; the main
-// thread calls remove_all, checkpoint, the meta calls and collect_stats.
-// Every call may come from several threads at once.
+// Threads: the engine calls a Backend from every thread that runs commands
+// (the worker threads, replication link threads applying mutations, feed
+// threads scanning for a full sync, the main thread's maintenance tick), at
+// once and for different or the same keys. Every method is safe to call
+// concurrently; put/remove are called with the key's cache shard locked, so
+// a key's writes reach the backend in the order they happened, and a
+// backend must not call back into the engine or block on anything but its
+// own locks and I/O there (the overflow tier queues the write; the durable
+// store appends it to the batch being gathered). A get after a put of the
+// same key returns that put's version, even before it is durable. The
+// backend's own threads (batch writer, housekeeping) never call the engine.
 //
 // Writes return a ticket. A command's reply is held until wait_durable has
 // returned for its ticket (many commands share one write-ahead-log write, and

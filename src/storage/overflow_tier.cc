@@ -19,6 +19,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "storage/data_dir.h"
 #include "storage/key_versions.h"
 #include "storage/record_codec.h"
@@ -48,7 +49,7 @@ class DropCounter : public rocksdb::EventListener {
 public:
     void OnCompactionCompleted(rocksdb::DB*, const rocksdb::CompactionJobInfo& info) override {
         if (info.compaction_reason != rocksdb::CompactionReason::kFIFOMaxSize || !info.status.ok()) return;
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         for (const auto& path : info.input_files) {
             auto it = info.table_properties.find(path);
             if (it == info.table_properties.end() || !it->second) continue;
@@ -57,14 +58,14 @@ public:
         }
     }
     std::pair<uint64_t, uint64_t> dropped() {
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         return {dropped_items_, reclaimed_bytes_};
     }
 
 private:
-    std::mutex mutex_;
-    uint64_t dropped_items_ = 0;
-    uint64_t reclaimed_bytes_ = 0;
+    Mutex mutex_;
+    uint64_t dropped_items_ GUARDED_BY(mutex_) = 0;
+    uint64_t reclaimed_bytes_ GUARDED_BY(mutex_) = 0;
 };
 
 // A copy in the tier is the durable store's record (record_codec.h) followed
@@ -120,7 +121,7 @@ public:
 
     ~OverflowTier() override {
         {
-            std::lock_guard<std::mutex> guard(mutex_);
+            MutexLock guard(mutex_);
             stopping_ = true;
         }
         work_.notify_all();
@@ -134,12 +135,12 @@ public:
     // queues a copy for the writer thread.
     uint64_t put(std::string_view key, const RecordView& record) override {
         std::string encoded = encode_tier_record(record);
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexUniqueLock lock(mutex_);
         // When the writer is behind, wait a little for it (evictions are then
         // paced by the disk) rather than lose the item; past that, or when
         // the disk is failing, this eviction is just an eviction.
-        auto fits = [&] { return pending_bytes_ + encoded.size() <= options_.max_pending_bytes; };
-        if (!fits() && (write_errors_ > 0 || !room_.wait_for(lock, std::chrono::seconds(1), fits))) {
+        auto fits = [&]() REQUIRES(mutex_) { return pending_bytes_ + encoded.size() <= options_.max_pending_bytes; };
+        if (!fits() && (write_errors_ > 0 || !room_.wait_for(lock.native(), std::chrono::seconds(1), fits))) {
             ++write_drops_;
             return 1;
         }
@@ -151,7 +152,7 @@ public:
     // The key was set or deleted in RAM: an older copy here must not come back.
     uint64_t remove(std::string_view key) override {
         uint64_t hash = key_hash(key);
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         // Every queued or written copy is in versions_ until its removal is
         // queued: a key not there has nothing to remove.
         if (!versions_.contains(hash)) return 1;
@@ -161,8 +162,8 @@ public:
     }
 
     uint64_t remove_all() override {
-        std::unique_lock<std::mutex> lock(mutex_);
-        idle_.wait(lock, [&] { return !writing_; });  // a batch in flight must not land after this
+        MutexUniqueLock lock(mutex_);
+        idle_.wait(lock.native(), [&]() REQUIRES(mutex_) { return !writing_; });  // a batch in flight must not land after this
         pending_.clear();
         pending_bytes_ = 0;
         versions_.clear();
@@ -186,7 +187,7 @@ public:
     bool read(std::string_view key, RecordVisitor visit) override {
         uint64_t hash = key_hash(key);
         {
-            std::lock_guard<std::mutex> guard(mutex_);
+            MutexLock guard(mutex_);
             // Most misses are keys that never left RAM, or whose copy was
             // removed: no disk read for them.
             if (!versions_.contains(hash)) return false;
@@ -209,7 +210,7 @@ public:
     // Answered from memory: the CAS each written copy had when it was queued.
     bool stored_version(std::string_view key, uint64_t* cas) override {
         uint64_t hash = key_hash(key);
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         return versions_.get(hash, cas);
     }
 
@@ -219,8 +220,8 @@ public:
     bool scan(const std::function<void(std::string_view key, const RecordView& record)>& visit) override {
         std::vector<std::pair<std::string, std::string>> queued;
         {
-            std::unique_lock<std::mutex> lock(mutex_);
-            idle_.wait(lock, [&] { return !writing_; });
+            MutexUniqueLock lock(mutex_);
+            idle_.wait(lock.native(), [&]() REQUIRES(mutex_) { return !writing_; });
             for (const auto& [key, write] : pending_) {
                 if (!write.removal) queued.emplace_back(key, write.encoded);
             }
@@ -238,7 +239,7 @@ public:
             if (!decode_tier_record(std::string_view(it->value().data(), it->value().size()), &record)) continue;
             {
                 // Only the key's current copy (versions_ names it by CAS).
-                std::lock_guard<std::mutex> guard(mutex_);
+                MutexLock guard(mutex_);
                 uint64_t current = 0;
                 if (!versions_.get(key_hash(key), &current) || current != record.cas) continue;
             }
@@ -261,7 +262,7 @@ public:
         db_->GetIntProperty("rocksdb.total-sst-files-size", &sst_bytes);
         db_->GetIntProperty("rocksdb.estimate-num-keys", &keys);
         auto [dropped_items, reclaimed_bytes] = drops_->dropped();
-        std::lock_guard<std::mutex> guard(mutex_);
+        MutexLock guard(mutex_);
         out.emplace_back("storage_disk_limit", std::to_string(options_.disk_limit));
         out.emplace_back("storage_disk_bytes", std::to_string(sst_bytes));
         out.emplace_back("storage_items_on_disk", std::to_string(keys));
@@ -283,7 +284,7 @@ private:
         return true;
     }
 
-    void queue(std::string_view key, PendingWrite write) {
+    void queue(std::string_view key, PendingWrite write) REQUIRES(mutex_) {
         bool first_of_batch = pending_.empty();
         auto it = pending_.find(key);
         if (it != pending_.end()) {
@@ -301,10 +302,10 @@ private:
     // Writes what was evicted, in batches, off the request path. The batch
     // stays visible to get() (inflight_) until it is in RocksDB.
     void write_loop() {
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexUniqueLock lock(mutex_);
         while (true) {
-            work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-            work_.wait_for(lock, kBatchWindow, [&] { return stopping_ || pending_bytes_ >= kBatchBytes; });
+            work_.wait(lock.native(), [&]() REQUIRES(mutex_) { return stopping_ || !pending_.empty(); });
+            work_.wait_for(lock.native(), kBatchWindow, [&]() REQUIRES(mutex_) { return stopping_ || pending_bytes_ >= kBatchBytes; });
             if (stopping_) return;
             if (pending_.empty()) continue;  // remove_all() took them meanwhile
             inflight_.swap(pending_);
@@ -351,24 +352,27 @@ private:
     rocksdb::ReadOptions read_options_;
     std::atomic<uint64_t> disk_reads_{0};
 
-    std::mutex mutex_;
+    Mutex mutex_;
     std::condition_variable work_;
     std::condition_variable idle_;
     std::condition_variable room_;   // the pending queue has room again
     using PendingWrites = std::unordered_map<std::string, PendingWrite, KeyHash, std::equal_to<>>;
-    PendingWrites pending_;   // newest first
-    PendingWrites inflight_;  // being written
-    size_t pending_bytes_ = 0;
+    PendingWrites pending_ GUARDED_BY(mutex_);   // newest first
+    // Being written. Changed only with mutex_ held; the writer thread reads it
+    // without the lock while writing_ (nobody changes it then), so it is not
+    // GUARDED_BY.
+    PendingWrites inflight_;
+    size_t pending_bytes_ GUARDED_BY(mutex_) = 0;
     // Keys (by hash) that have a copy queued, being written or on disk, with
     // its CAS. A key stays here after FIFO compaction drops its copy: that
     // only costs a disk read that finds nothing.
-    KeyVersions versions_;
-    bool writing_ = false;
-    bool stopping_ = false;
-    uint64_t items_written_ = 0;
-    uint64_t bytes_written_ = 0;
-    uint64_t write_drops_ = 0;
-    uint64_t write_errors_ = 0;
+    KeyVersions versions_ GUARDED_BY(mutex_);
+    bool writing_ GUARDED_BY(mutex_) = false;
+    bool stopping_ GUARDED_BY(mutex_) = false;
+    uint64_t items_written_ GUARDED_BY(mutex_) = 0;
+    uint64_t bytes_written_ GUARDED_BY(mutex_) = 0;
+    uint64_t write_drops_ GUARDED_BY(mutex_) = 0;
+    uint64_t write_errors_ GUARDED_BY(mutex_) = 0;
     std::thread writer_;
 };
 

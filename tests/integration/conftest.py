@@ -8,6 +8,12 @@ memkeep are marked `@pytest.mark.memkeep_only`.
 
 Every process a test starts is stopped by its PID when the test ends, pass or
 fail (see ServerProcess.stop and the `server_factory` fixture).
+
+Under ThreadSanitizer (make test-tsan) a server that finds a data race prints
+the report and exits at once with SANITIZER_EXIT_CODE (TSAN_OPTIONS sets
+halt_on_error=1 and exitcode=66). `server_factory` fails the test (an error at
+teardown, with the report) for every process that ended that way, whether the
+test noticed the dead server or not.
 """
 
 import os
@@ -23,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MEMKEEP_BIN = Path(os.environ.get("MEMKEEP_BIN", ROOT / "build" / "memkeep"))
 MEMCACHED_BIN = Path(os.environ.get("MEMCACHED_BIN", "/usr/bin/memcached"))
 TARGET = os.environ.get("MEMKEEP_TEST_TARGET", "memkeep")
+# The exit code of a process that halted on a sanitizer report (TSan's default,
+# set explicitly in the Makefile's TSAN_OPTIONS); memkeep never exits with it.
+SANITIZER_EXIT_CODE = 66
 
 
 def pytest_configure(config):
@@ -57,10 +66,16 @@ class ServerProcess:
             cmd += ["-u", "root"]
         cmd += [str(a) for a in args]
         self.cmd = cmd
+        self.sanitizer_report = ""
+        self.stderr_reader = None   # set by whoever drains stderr: () -> all of it
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()   # not yet in server_factory's list: stop it here
+                raise
 
     def wait_ready(self, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -99,6 +114,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self.proc.returncode == SANITIZER_EXIT_CODE and not self.sanitizer_report:
+            if self.stderr_reader:
+                # repl_cluster.Node reads stderr in a thread: ask it.
+                self.sanitizer_report = self.stderr_reader()
+            elif self.proc.stderr and not self.proc.stderr.closed:
+                try:
+                    self.sanitizer_report = self.proc.stderr.read().decode(errors="replace")
+                except (ValueError, OSError):
+                    pass
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
@@ -200,8 +224,16 @@ def server_factory():
         return proc
 
     yield start
+    halted = []
     for proc in started:
-        proc.stop()
+        if proc.stop() == SANITIZER_EXIT_CODE:
+            halted.append(proc)
+    if halted:
+        pytest.fail(
+            "server halted on a sanitizer report (exit code %d):\n" % SANITIZER_EXIT_CODE
+            + "\n".join(f"pid {p.pid} {p.cmd}\n{p.sanitizer_report[:12000]}" for p in halted),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

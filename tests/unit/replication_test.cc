@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/engine.h"
@@ -356,6 +358,45 @@ TEST_F(ApplyTest, SyncTimeoutIsReportedButTheWriteStays) {
     EXPECT_EQ(local_set("k", "v"), engine::StoreStatus::kNotReplicated);
     EXPECT_EQ(value_of("k"), "v");
     EXPECT_EQ(stats_.replicas_required, 1);
+}
+
+// A full sync's snapshot runs on a feed thread while workers read the same
+// items (a read marks an item used, a replicated touch gives it a new CAS,
+// both under its shard lock). The snapshot must copy what can change of each
+// item under that lock too: ThreadSanitizer (make test-tsan) reported the
+// item's state byte read outside it.
+TEST_F(ApplyTest, ASnapshotWhileItsItemsAreReadSeesEachItemWhole) {
+    constexpr int kKeys = 64;
+    for (int i = 0; i < kKeys; ++i) {
+        ASSERT_EQ(local_set("k" + std::to_string(i), "v" + std::to_string(i)), engine::StoreStatus::kStored);
+    }
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+        engine::OpStats reader_stats;
+        for (int round = 0; round < 200 && !done.load(); ++round) {
+            for (int i = 0; i < kKeys; ++i) {
+                engine::FetchRequest request;
+                std::string key = "k" + std::to_string(i);
+                request.key = key;
+                EXPECT_TRUE(engine_.fetch(request, reader_stats).item);
+                // A replicated touch gives the item a new CAS, in place.
+                if (i % 2 == 0) {
+                    EXPECT_EQ(engine_.touch(key, 0, reader_stats), engine::TouchStatus::kTouched);
+                }
+            }
+        }
+    });
+    for (int round = 0; round < 20; ++round) {
+        int sets = 0;
+        engine_.snapshot([&](const engine::Mutation& mutation) {
+            if (mutation.kind != engine::MutationKind::kSet) return;
+            ++sets;
+            EXPECT_EQ("v" + std::string(mutation.key.substr(1)), std::string(mutation.value));
+        });
+        EXPECT_EQ(sets, kKeys);
+    }
+    done.store(true);
+    reader.join();
 }
 
 }  // namespace

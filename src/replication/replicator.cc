@@ -103,7 +103,7 @@ bool Replicator::start_link(Link& link) {
 
 void Replicator::admit(std::unique_ptr<Feed> feed) {
     if (stopping_.load() || !feed->start()) return;   // dropping the Feed closes the connection
-    std::lock_guard<std::mutex> guard(acks_mutex_);
+    MutexLock guard(acks_mutex_);
     feeds_.push_back(std::move(feed));
 }
 

@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0 || size > 16384) return 0;
     static memkeep::replication::ReplicationLog log{1 << 20};
     static memkeep::replication::ReplicationCounters counters;
-    static std::mutex acks_mutex;
+    static memkeep::Mutex acks_mutex;
     static std::condition_variable acks_changed;
     static memkeep::replication::RepeatFilter filter;
     auto options = fuzz_options(data[0] & 1, data[0] & 2);

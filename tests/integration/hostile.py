@@ -14,6 +14,10 @@ import os
 # What memkeep may hold beyond -m: the hash table, per-connection buffers,
 # thread stacks and RocksDB's caches (docs/OPERATIONS.md "Security").
 RSS_MARGIN_MIB = 64
+# The overflow mode's fixed overhead over -m instead (docs/OPERATIONS.md
+# "Overflow": RocksDB memtables and block cache, evicted items waiting for
+# the writer, connection buffers).
+OVERFLOW_RSS_MARGIN_MIB = 96
 
 SANITIZED = os.environ.get("MEMKEEP_SANITIZED") == "1"
 

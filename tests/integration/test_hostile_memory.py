@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import TARGET
-from hostile import SANITIZED, assert_alive_and_correct, assert_rss_within, rss_mib
+from hostile import OVERFLOW_RSS_MARGIN_MIB, SANITIZED, assert_alive_and_correct, assert_rss_within, rss_mib
 from test_binary import SASL_AUTH, request
 
 KIB = 1024
@@ -185,11 +185,14 @@ def test_never_reading_multigets_of_disk_items_stay_inside_the_budget(server_fac
             assert_value(c, ram_key, value_of(ram_key, size))
         assert_alive_and_correct(server)
         grown = rss_mib(server.pid) - baseline
-        assert_rss_within(server, memory_mib)
+        assert_rss_within(server, memory_mib, OVERFLOW_RSS_MARGIN_MIB)
         # Each slow reader holds about its output limit plus a value; all of
-        # them together no more than the transient budget (-m / 8 here).
+        # them together no more than the transient budget (-m / 8 here); plus
+        # allocator slack: value-sized blocks freed by the workers stay in
+        # glibc's per-thread arenas (growth 14-17 MiB on a quiet machine, 50
+        # in one CI run; before the budget, +114 MiB per connection).
         # (RSS means nothing under the sanitizers: hostile.assert_rss_within.)
-        assert SANITIZED or grown < memory_mib / 8 + attackers * 4, f"RSS grew {grown:.0f} MiB"
+        assert SANITIZED or grown < memory_mib / 8 + attackers * 4 + 32, f"RSS grew {grown:.0f} MiB"
         # The attackers are served in full once they read.
         got = read_multiget_reply(sockets[0], size, timeout=60)
         assert sorted(got) == sorted(keys)

@@ -627,7 +627,9 @@ def main(argv):
     if args.memkeep_b:
         (outdir / "b").mkdir(exist_ok=True)
         memkeep_binaries[1], memkeep_info["b"] = snapshot_memkeep(args.memkeep_b, outdir / "b")
-    redis_version = subprocess.run([args.redis, "--version"], capture_output=True, text=True).stdout.strip()
+    redis_version = ""
+    if any(s.startswith("redis-") for s in args.systems):
+        redis_version = subprocess.run([args.redis, "--version"], capture_output=True, text=True).stdout.strip()
     results = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "git_commit": common.git_commit(),

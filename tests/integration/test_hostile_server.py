@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MEMKEEP_BIN, free_port
-from hostile import assert_alive_and_correct, assert_rss_within
+from hostile import SANITIZED, assert_alive_and_correct, assert_rss_within
 
 pytestmark = pytest.mark.memkeep_only
 
@@ -294,6 +294,11 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+# The sanitizers' runtime needs file descriptors of its own: UBSan's vptr
+# check tests whether memory is readable through a pipe, so with the limit
+# used up it reports a false "invalid vptr" and halts the server (seen in the
+# Sanitize build's CI run). The release build runs this test.
+@pytest.mark.skipif(SANITIZED, reason="with no file descriptor left the sanitizer runtime cannot run its own checks")
 def test_emfile_pauses_accepting_without_spinning(server_factory):
     """The open-file limit runs out under a flood of connections: the server
     stops accepting (listen_disabled_num, rejected_connections) instead of

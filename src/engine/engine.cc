@@ -501,11 +501,11 @@ Engine::Prepared Engine::prepare_store(std::string_view key, uint32_t client_fla
     return prepared;
 }
 
-ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32_t exptime) {
+ItemRef Engine::copy_item(const Item& source, std::string_view new_value, uint32_t exptime, uint8_t kept_state) {
     ItemRef copy = cache_.allocate(source.key(), new_value.size(), source.client_flags, exptime);
     if (copy) {
         if (!new_value.empty()) std::memcpy(copy->value_data(), new_value.data(), new_value.size());
-        copy->state |= source.state & kItemKeyBinary;
+        copy->state |= kept_state;
     }
     return copy;
 }
@@ -572,6 +572,8 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                 // come back and link it if the old item is still current;
                 // else start again from the new one (its CAS is checked again).
                 uint32_t exptime = old->exptime;  // read under the lock: a touch changes it in place
+                // Likewise the state byte (eviction and reads write it under the lock).
+                uint8_t key_binary = old->state & kItemKeyBinary;
                 auto rebuilt = rebuild_if_current(
                     cache_, slot, key, now, old,
                     [&](const Item& current) {
@@ -582,7 +584,7 @@ StoreResult Engine::store_unreplicated(const StoreRequest& request, ItemRef item
                         } else {
                             joined.append(item->value()).append(current.value());
                         }
-                        return copy_item(current, joined, exptime);
+                        return copy_item(current, joined, exptime, key_binary);
                     },
                     [this](const Item& source) { return unchanged_beyond_ram(source); },
                     config_.unlocked_hook);
@@ -629,17 +631,16 @@ DeleteStatus Engine::remove_unreplicated(const DeleteRequest& request, OpStats& 
         }
         if (request.empty_value && item->value_length > 0) {
             // Swap in an empty copy (made without the lock), then mark it as below.
-            uint8_t kept_state = item->state & (kItemStale | kItemTokenSent | kItemFetched);
+            uint8_t kept_state = item->state & (kItemStale | kItemTokenSent | kItemFetched | kItemKeyBinary);
             uint32_t last_access = item->last_access;
             uint32_t exptime = item->exptime;
             uint64_t cas = item->cas;
             auto emptied = rebuild_if_current(
                 cache_, slot, request.key, now, item,
                 [&](const Item& current) {
-                    ItemRef copy = copy_item(current, {}, exptime);
+                    ItemRef copy = copy_item(current, {}, exptime, kept_state);
                     if (copy) {
                         copy->cas = cas;
-                        copy->state |= kept_state;
                         copy->last_access = last_access;
                     }
                     return copy;
@@ -728,10 +729,11 @@ ArithmeticResult Engine::arithmetic_unreplicated(const ArithmeticRequest& reques
 
         uint32_t previous_exptime = item->exptime;
         uint8_t fetched = item->state & kItemFetched;
+        uint8_t key_binary = item->state & kItemKeyBinary;   // read under the lock, as above
         uint32_t exptime = request.touch_exptime ? expiry(*request.touch_exptime) : previous_exptime;
         auto rebuilt = rebuild_if_current(
             cache_, slot, request.key, now, item,
-            [&](const Item& current) { return copy_item(current, digits, exptime); },
+            [&](const Item& current) { return copy_item(current, digits, exptime, key_binary); },
             [this](const Item& source) { return unchanged_beyond_ram(source); }, config_.unlocked_hook);
         if (!rebuilt.built) return {ArithmeticStatus::kNoMemory};
         if (!rebuilt.current) continue;  // changed meanwhile: count from the new value

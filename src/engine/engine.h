@@ -357,7 +357,11 @@ private:
     uint32_t expiry(int64_t exptime) const { return absolute_expiry(exptime, now_seconds()); }
     int64_t now_seconds() const { return config_.unix_clock(); }
     void apply_due_flush();
-    ItemRef copy_item(const Item& source, std::string_view new_value, uint32_t exptime);
+    // A new item with `source`'s key and client flags, the given value and
+    // exptime, and the state bits `kept_state` (read by the caller under the
+    // key's lock: `source` is read here without it, and its state byte is
+    // written under the lock by eviction and reads).
+    ItemRef copy_item(const Item& source, std::string_view new_value, uint32_t exptime, uint8_t kept_state);
 
     EngineConfig config_;
     storage::Backend* backend_;

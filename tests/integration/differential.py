@@ -538,8 +538,8 @@ class Generator:
     def ttl_flags_in_memkeeps_order(flags):
         """Drop N when T is there too and move R, then t, after them: memcached
         applies T, N and R in token order and t reports the TTL at its own
-        place in the line; memkeep applies N, then T, then R, and reports the
-        final TTL (a known difference, docs/PROTOCOL.md)."""
+        place in the line; memkeep applies N, then T (T wins), then R against
+        the new TTL (a known difference, docs/PROTOCOL.md)."""
         letters = [token[0][:1] for token in flags]
         if b"T" in letters and b"N" in letters:
             flags = [t for t, letter in zip(flags, letters) if letter != b"N"]
@@ -768,17 +768,9 @@ class Generator:
         stored = lines == [b"STORED\r\n"]
         maybe_stored = stored or command.noreply
         if command.kind in ("set", "add", "replace", "cas") and maybe_stored:
-            new = len(command.data)
-            self.length_bound[key] = new if stored else max(new, self.length_bound[key])
-            if stored:
-                self.maybe_padded.discard(key)
-                self.arith_unsafe.discard(key)
-            if parse_may_overrun(command.data):
-                self.arith_unsafe.add(key)
+            self.learn_replaced(key, command.data, stored)
         elif command.kind in ("append", "prepend") and maybe_stored:
-            self.length_bound[key] += len(command.data)
-            if parse_may_overrun(command.data) or any(c in b"0123456789" for c in command.data):
-                self.arith_unsafe.add(key)  # digits may join digits already there
+            self.learn_appended(key, command.data)
         elif command.kind in ("incr", "decr"):
             number = lines[0][:-2] if lines and lines[0][:-2].isdigit() else None
             if command.noreply or number is not None:
@@ -795,6 +787,22 @@ class Generator:
             self.maybe_padded.discard(key)
             self.arith_unsafe.discard(key)
 
+
+    def learn_replaced(self, key, data, stored):
+        """A set-like store of `data` happened (stored) or may have (noreply, q)."""
+        new = len(data)
+        self.length_bound[key] = new if stored else max(new, self.length_bound[key])
+        if stored:
+            self.maybe_padded.discard(key)
+            self.arith_unsafe.discard(key)
+        if parse_may_overrun(data):
+            self.arith_unsafe.add(key)
+
+    def learn_appended(self, key, data):
+        """An append or prepend of `data` happened or may have."""
+        self.length_bound[key] += len(data)
+        if parse_may_overrun(data) or any(c in b"0123456789" for c in data):
+            self.arith_unsafe.add(key)  # digits may join digits already there
 
     def observe_meta(self, command, key, reply_items):
         """Learn from a meta command's normalized reply (conservatively where
@@ -816,17 +824,9 @@ class Generator:
             if not maybe_stored:
                 return
             if command.mode in (b"A", b"P"):
-                self.length_bound[key] += len(command.data)
-                if parse_may_overrun(command.data) or any(c in b"0123456789" for c in command.data):
-                    self.arith_unsafe.add(key)
-                return
-            new = len(command.data)
-            self.length_bound[key] = new if stored else max(new, self.length_bound[key])
-            if stored:
-                self.maybe_padded.discard(key)
-                self.arith_unsafe.discard(key)
-            if parse_may_overrun(command.data):
-                self.arith_unsafe.add(key)
+                self.learn_appended(key, command.data)
+            else:
+                self.learn_replaced(key, command.data, stored)
         elif command.kind == "ma":
             # The value may now be a number padded in place, or one past 2^63
             # (which a later incr could misparse): keep both out of the way.
